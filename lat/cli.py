@@ -1,0 +1,142 @@
+"""The ``lat`` console script.
+
+Subcommands are registered in :data:`COMMANDS` (name -> (configure parser, handler)). A user error
+(:class:`lat.errors.UserError`, a bad argument) prints one line and exits 2; nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Callable, Sequence
+
+from lat.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (no usage block) and exits 2."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def load_tokenizer(path: str):
+    """Load a tokenizer by folder, hub id, or ``embedded`` (the shipped SmolLM2 tokenizer)."""
+    from transformers import AutoTokenizer
+
+    if path == "embedded":
+        from lat.models.embedded import embedded_model_dir
+
+        path = str(embedded_model_dir())
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as e:  # missing folder, no network for a hub id, broken files
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"tokenizer {path!r}: cannot load ({first})") from None
+
+
+# ---------------------------------------------------------------- lat preview
+def _preview_args(p: argparse.ArgumentParser) -> None:
+    def opt(name: str, **kw):
+        # The paper's script spells options with underscores; accept hyphens too.
+        names = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        p.add_argument(*names, **kw)
+
+    opt("input_file", required=True, help="records to transform (json list or jsonl)")
+    opt("output_file", required=True, help="where to write the transformed records (atomically)")
+    opt("input_format", choices=["json", "jsonl", "csv"], default=None, help="default: from the extension")
+    opt("output_format", choices=["json", "jsonl", "csv"], default=None, help="default: from the extension")
+    opt("input_field", default="input", help="instruction field (default: input)")
+    opt("output_field", default="output", help="answer field (default: output)")
+    opt("mode", required=True, help="real | virtual | vanilla | real_range | virtual_pool")
+    opt("m", type=int, default=6, help="real: preview length in tokens (default 6)")
+    opt("P", dest="P", default="Let's solve this problem. ", help="virtual: the prefix P")
+    opt("connector", default=" The answer begins with: ", help="connector C")
+    opt("tokenizer_path", default=None, help="tokenizer folder or hub id, or 'embedded' (real modes)")
+    opt("m_min", type=int, default=1, help="real_range: smallest m")
+    opt("m_max", type=int, default=12, help="real_range: largest m")
+    opt("prefix_pool", nargs="+", default=None, help="virtual_pool: prefixes to draw from")
+    opt("seed", type=int, default=0, help="seed of per-example draws")
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from lat.config import PreviewConfig
+    from lat.data.preview import preview_records, validate
+    from lat.data.records import read_records, write_records
+
+    cfg = PreviewConfig(
+        mode=args.mode, m=args.m, m_min=args.m_min, m_max=args.m_max, prefix=args.P,
+        connector=args.connector, seed=args.seed,
+    )
+    if args.prefix_pool:
+        cfg.prefix_pool = list(args.prefix_pool)
+    validate(cfg)
+    needs_tokenizer = args.mode.startswith("real")
+    if needs_tokenizer and not args.tokenizer_path:
+        raise UserError(f"--tokenizer_path is required for --mode {args.mode}")
+    records = read_records(args.input_file, args.input_format or "auto")
+    records.texts(args.input_field)
+    records.texts(args.output_field)
+    tokenizer = load_tokenizer(args.tokenizer_path) if needs_tokenizer else None
+    start = time.perf_counter()
+    out = preview_records(records.records, args.input_field, args.output_field, cfg, tokenizer)
+    write_records(args.output_file, out, args.output_format or "auto")
+    took = time.perf_counter() - start
+    print(f"lat preview: {len(out)} records ({args.mode}) -> {args.output_file} in {took:.2f} s", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- lat config
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("overrides", nargs="*", help="key=value or --key=value; experiment=NAME; <group>=NAME")
+
+
+def _config(args: argparse.Namespace) -> int:
+    from lat.config import load_config, to_yaml
+
+    print(to_yaml(load_config(args.overrides)), end="")
+    return 0
+
+
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], bool]
+
+COMMANDS: dict[str, Command] = {
+    "preview": ("apply a preview strategy to a record file (drop-in for the paper's script)", _preview_args, _preview, False),
+    "config": ("print the resolved configuration", _config_args, _config, True),
+}
+"""name -> (help, add arguments, handler, takes ``--key=value`` overrides)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lat`` argument parser with every registered subcommand."""
+    parser = _Parser(prog="lat", description="LookAhead Tuning: safety-preserving fine-tuning of chat LLMs.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, (help_text, add_args, handler, _) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(p)
+        p.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not COMMANDS[args.command][3] or any("=" not in a for a in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
+    try:
+        return args.handler(args)
+    except UserError as e:
+        print(f"lat: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lat: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Records, task adapters, preview strategies, chat formatting and the LightningDataModule."""

@@ -1,0 +1,132 @@
+"""Chat formatting and tokenization with an exact answer mask.
+
+Each example is rendered with the tokenizer's own chat template twice: the prompt (system + user
+turns and the generation prompt, exactly what the model sees at inference) and the full
+conversation. The full text must start with the prompt text; the rest is the answer span
+(answer + the template's end-of-turn). Labels are the token ids on the answer span and -100 on
+every prompt token; padding is masked later from the attention mask (pad may equal eos).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from lat.data.tasks import Example
+from lat.errors import UserError
+
+IGNORE_INDEX = -100
+
+
+def messages(example: Example, with_answer: bool) -> list[dict]:
+    """The example as chat messages (system turn only when set)."""
+    msgs = [{"role": "system", "content": example.system}] if example.system else []
+    msgs.append({"role": "user", "content": example.prompt})
+    if with_answer:
+        msgs.append({"role": "assistant", "content": example.answer})
+    return msgs
+
+
+def render_prompt(tokenizer, example: Example) -> str:
+    """The inference prompt: system/user turns plus the assistant generation prompt."""
+    return tokenizer.apply_chat_template(messages(example, False), tokenize=False, add_generation_prompt=True)
+
+
+def render(tokenizer, example: Example) -> tuple[str, str]:
+    """Split the rendered conversation into (prompt text, answer-span text).
+
+    Raises:
+        UserError: The tokenizer has no chat template, or its full render does not begin with
+            its prompt render (the answer span would be ambiguous).
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError("tokenizer has no chat template; use a chat model or set one on the tokenizer")
+    prompt = render_prompt(tokenizer, example)
+    full = tokenizer.apply_chat_template(messages(example, True), tokenize=False)
+    if not full.startswith(prompt):
+        raise UserError("chat template: the full conversation does not start with the generation prompt; cannot locate the answer")
+    return prompt, full[len(prompt):]
+
+
+@dataclass
+class Encoded:
+    """One tokenized example (unpadded).
+
+    Attributes:
+        input_ids: (T,) prompt then answer-span token ids.
+        labels: (T,) -100 on prompt tokens, token ids on the answer span.
+        answer_start: Index of the first answer token (== number of prompt tokens).
+        truncated: Answer tokens cut to fit ``max_length``.
+    """
+
+    input_ids: list[int]
+    labels: list[int]
+    answer_start: int
+    truncated: int = 0
+
+
+def encode(tokenizer, examples: Sequence[Example], max_length: int | None = None) -> tuple[list[Encoded], list[int]]:
+    """Tokenize examples in batch and build their labels.
+
+    The prompt is tokenized on its own (as at inference) and the full text in one piece; when the
+    full tokenization begins with the prompt tokens it is used as is, otherwise the answer span is
+    tokenized on its own and appended, so the prompt tokens always match inference exactly.
+    Answers longer than the budget are cut from the end; an example whose prompt leaves no room
+    for a single answer token is dropped (an all-masked row has no loss).
+
+    Args:
+        tokenizer: A Hugging Face tokenizer with a chat template.
+        examples: N examples.
+        max_length: Maximum tokens per example (None = no limit).
+
+    Returns:
+        (encoded examples, indices of dropped examples).
+    """
+    rendered = [render(tokenizer, ex) for ex in examples]
+    prompts = tokenizer([p for p, _ in rendered], add_special_tokens=False)["input_ids"]
+    fulls = tokenizer([p + a for p, a in rendered], add_special_tokens=False)["input_ids"]
+    odd = [i for i, (p, f) in enumerate(zip(prompts, fulls)) if f[: len(p)] != p]
+    if odd:
+        spans = tokenizer([rendered[i][1] for i in odd], add_special_tokens=False)["input_ids"]
+        for i, span in zip(odd, spans):
+            fulls[i] = prompts[i] + span
+    out, dropped = [], []
+    for i, (p, f) in enumerate(zip(prompts, fulls)):
+        n_answer = len(f) - len(p)
+        keep = n_answer if max_length is None else min(n_answer, max_length - len(p))
+        if keep < 1:
+            dropped.append(i)
+            continue
+        ids = f[: len(p) + keep]
+        out.append(Encoded(ids, [IGNORE_INDEX] * len(p) + ids[len(p):], len(p), n_answer - keep))
+    return out, dropped
+
+
+def collate(batch: Sequence[Encoded], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest example.
+
+    Args:
+        batch: B encoded examples.
+        pad_id: Token id written into padding (never used to find padding).
+        side: ``right`` for training, ``left`` for generation.
+
+    Returns:
+        ``input_ids`` (B, T) long, ``attention_mask`` (B, T) long, ``labels`` (B, T) long with
+        -100 on prompt and padding, ``answer_start`` (B,) long index of the first answer token
+        in the padded row.
+    """
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    start = torch.empty(len(batch), dtype=torch.long)
+    for row, e in enumerate(batch):
+        n = len(e.input_ids)
+        lo = 0 if side == "right" else width - n
+        ids[row, lo : lo + n] = torch.tensor(e.input_ids)
+        labels[row, lo : lo + n] = torch.tensor(e.labels)
+        mask[row, lo : lo + n] = 1
+        start[row] = lo + e.answer_start
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "answer_start": start}

@@ -1,0 +1,179 @@
+"""LookAheadDataModule: train / val / probe loaders with the preview strategy applied in ``setup``."""
+
+from __future__ import annotations
+
+import functools
+from typing import Iterator, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from lat.config import Config, PreviewConfig
+from lat.data.chat import Encoded, collate, encode
+from lat.data.records import RecordSet, read_records
+from lat.data.tasks import Example, build_examples, examples_from_config, get_task
+from lat.errors import UserError
+
+
+class EncodedDataset(Dataset):
+    """A list of :class:`~lat.data.chat.Encoded` examples with their source examples."""
+
+    def __init__(self, encoded: Sequence[Encoded], examples: Sequence[Example]):
+        self.encoded = list(encoded)
+        self.examples = list(examples)
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __getitem__(self, i: int) -> Encoded:
+        return self.encoded[i]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(e.input_ids) for e in self.encoded]
+
+
+class LengthGroupedSampler(Sampler[int]):
+    """Shuffled order in which each run of ``batch_size`` indices has similar lengths.
+
+    A seeded permutation is cut into mega-batches of ``batch_size * group`` indices, each sorted by
+    length, cut into batches, and the batches are shuffled again (the longest batch goes first so
+    memory problems show at step 0). Same seed and epoch, same order.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, group: int = 50):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.group = group
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at each epoch so every epoch gets a new, reproducible order."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        perm = torch.randperm(len(self.lengths), generator=g).tolist()
+        mega = self.batch_size * self.group
+        batches = []
+        for lo in range(0, len(perm), mega):
+            chunk = sorted(perm[lo : lo + mega], key=lambda i: -self.lengths[i])
+            batches += [chunk[j : j + self.batch_size] for j in range(0, len(chunk), self.batch_size)]
+        order = torch.randperm(len(batches), generator=g).tolist()
+        batches = [batches[k] for k in order]
+        longest = max(range(len(batches)), key=lambda k: self.lengths[batches[k][0]], default=0)
+        if batches:
+            batches.insert(0, batches.pop(longest))
+        return iter([i for b in batches for i in b])
+
+
+def split_holdout(n: int, size: int, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded split of ``range(n)`` into (train indices, held-out indices) of ``size``."""
+    if size >= n:
+        raise UserError(f"data.val_size: {size} leaves no training records (have {n})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(perm[size:]), sorted(perm[:size])
+
+
+def subset(records: RecordSet, idx: Sequence[int]) -> RecordSet:
+    """The records at ``idx`` (locations kept for messages)."""
+    return RecordSet(records.source, [records.records[i] for i in idx], [records.locations[i] for i in idx])
+
+
+class LookAheadDataModule(L.LightningDataModule):
+    """Train, validation and probe data for one run.
+
+    * train / val: task records with the preview strategy (``cfg.preview``) applied — the training
+      format; val gives ``val/loss``.
+    * probes: each configured probe set in the *inference* format (no preview) — the divergence
+      from the reference model is measured where the model is used.
+
+    Args:
+        cfg: The run configuration.
+        tokenizer: The model's tokenizer (chat template, and the preview's token counts).
+    """
+
+    def __init__(self, cfg: Config, tokenizer):
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.train_set: EncodedDataset | None = None
+        self.val_set: EncodedDataset | None = None
+        self.probe_sets: dict[str, EncodedDataset] = {}
+        self.stats: dict[str, int] = {}
+
+    def _encode(self, examples: list[Example], name: str) -> EncodedDataset:
+        encoded, dropped = encode(self.tokenizer, examples, self.cfg.data.max_length)
+        gone = set(dropped)
+        kept = [ex for i, ex in enumerate(examples) if i not in gone]
+        self.stats[f"{name}/examples"] = len(encoded)
+        self.stats[f"{name}/dropped_too_long"] = len(dropped)
+        self.stats[f"{name}/answers_truncated"] = sum(e.truncated > 0 for e in encoded)
+        if not encoded:
+            raise UserError(f"{name}: no example fits data.max_length={self.cfg.data.max_length}")
+        return EncodedDataset(encoded, kept)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read records, hold out validation, apply the preview, tokenize (once)."""
+        if self.train_set is not None:
+            return
+        data, seed = self.cfg.data, self.cfg.run.seed
+        if not data.train_path:
+            raise UserError("data.train_path: not set")
+        train = read_records(data.train_path, data.format)
+        if data.val_path:
+            val = read_records(data.val_path, data.format)
+        elif data.val_size > 0:
+            tr, va = split_holdout(len(train), data.val_size, seed)
+            train, val = subset(train, tr), subset(train, va)
+        else:
+            val = None
+        train = subset(train, range(min(len(train), data.max_train_samples or len(train))))
+        build = functools.partial(examples_from_config, data=data, preview=self.cfg.preview, tokenizer=self.tokenizer)
+        self.train_set = self._encode(build(train), "train")
+        if val is not None:
+            val = subset(val, range(min(len(val), data.max_val_samples or len(val))))
+            self.val_set = self._encode(build(val), "val")
+        vanilla = PreviewConfig(mode="vanilla")
+        for probe in data.probes:
+            recs = read_records(probe.path)
+            recs = subset(recs, range(min(len(recs), probe.max_samples or len(recs))))
+            fields = (probe.input_field, probe.output_field)
+            exs = build_examples(recs, get_task(probe.task), vanilla, None, *fields, data.system_prompt)
+            self.probe_sets[probe.name] = self._encode(exs, f"probe/{probe.name}")
+
+    def _loader(self, ds: EncodedDataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.cfg.data.num_workers,
+            collate_fn=functools.partial(collate, pad_id=self.pad_id, side="right"),
+        )
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else self.tokenizer.eos_token_id
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None, "call setup() first"
+        d = self.cfg.data
+        if d.group_by_length:
+            sampler: Sampler = LengthGroupedSampler(self.train_set.lengths, d.batch_size, self.cfg.run.seed)
+        else:
+            sampler = torch.utils.data.RandomSampler(self.train_set, generator=torch.Generator().manual_seed(self.cfg.run.seed))
+        return self._loader(self.train_set, d.batch_size, sampler)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [] if self.val_set is None else [self._loader(self.val_set, self.cfg.data.eval_batch_size)]
+
+    def probe_dataloaders(self) -> dict[str, DataLoader]:
+        """One loader per probe set, in the inference format, fixed order."""
+        return {name: self._loader(ds, self.cfg.data.eval_batch_size) for name, ds in self.probe_sets.items()}

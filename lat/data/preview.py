@@ -1,0 +1,212 @@
+"""Preview strategies: the LookAhead Tuning data transformations (DESIGN §1).
+
+Every strategy maps columns of instructions and answers to new columns; it never looks at
+anything but its arguments, so it is pure and batched. Registry by short name:
+
+| name           | instruction I'             | answer O'   |
+|----------------|----------------------------|-------------|
+| ``vanilla``    | I                          | O           |
+| ``real``       | I + C + first m tokens of O| O           |
+| ``virtual``    | I + C + P                  | P + O       |
+| ``real_range`` | as ``real``, m drawn per example from [m_min, m_max] (seeded) |
+| ``virtual_pool``| as ``virtual``, P drawn per example from a pool (seeded)    |
+
+"First m tokens of O" is exactly the paper's reference script: ``tokenizer.tokenize(O)[:m]``
+converted back with ``tokenizer.convert_tokens_to_string`` (no special tokens added).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from lat.config import PreviewConfig
+from lat.errors import UserError
+
+
+def reference_prefix(answer: str, m: int, tokenizer) -> str:
+    """The first ``m`` tokens of ``answer`` as a string, one record at a time.
+
+    This is the paper's reference semantics, written plainly; :func:`answer_prefixes` must agree
+    with it exactly and is what the library uses.
+    """
+    return tokenizer.convert_tokens_to_string(tokenizer.tokenize(answer)[:m])
+
+
+def _window(m: int, attempt: int) -> int:
+    """Characters of the answer tokenized on attempt ``attempt`` (0, 1, ...) for m tokens."""
+    return (4 * m + 8) * 2**attempt
+
+
+def _exact_head(encoding, m: int, whole: bool) -> bool:
+    """Whether a window's first ``m`` tokens are provably those of the full text.
+
+    True when the window is the whole text, or when the m-th token's pre-token (word) is followed
+    by at least one complete pre-token inside the window: pre-tokenizers decide each split from
+    the text up to one character past it, and each word is tokenized on its own.
+    """
+    if whole:
+        return True
+    words = encoding.word_ids
+    if len(words) <= m or words[m - 1] is None:
+        return False
+    return max(x for x in words if x is not None) >= words[m - 1] + 2
+
+
+def answer_prefixes(answers: Sequence[str], ms: Sequence[int], tokenizer) -> list[str]:
+    """The first ``ms[i]`` tokens of ``answers[i]``, as strings, for all records at once.
+
+    Fast tokenizers tokenize a short window at the start of every answer in one batched call and
+    keep the result where :func:`_exact_head` proves it exact; the rest are retried with windows
+    twice as long, and finally with the whole answer. Tokenizers that do not split into words
+    (``word_ids`` all equal) thus end up tokenizing in full, still batched. Slow tokenizers fall
+    back to :func:`reference_prefix`.
+
+    Args:
+        answers: N answer strings.
+        ms: N preview lengths (tokens), each >= 1.
+        tokenizer: A Hugging Face tokenizer.
+
+    Returns:
+        N prefix strings, equal to ``reference_prefix(answers[i], ms[i], tokenizer)``.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        return [reference_prefix(a, m, tokenizer) for a, m in zip(answers, ms)]
+    out: list[str | None] = [None] * len(answers)
+    todo = list(range(len(answers)))
+    attempt = 0
+    while todo:
+        last = attempt == 4
+        windows = [answers[i] if last else answers[i][: _window(ms[i], attempt)] for i in todo]
+        encodings = tokenizer.backend_tokenizer.encode_batch(windows, add_special_tokens=False)
+        retry = []
+        for i, w, e in zip(todo, windows, encodings):
+            if last or _exact_head(e, ms[i], len(w) == len(answers[i])):
+                out[i] = tokenizer.convert_tokens_to_string(e.tokens[: ms[i]])
+            else:
+                retry.append(i)
+        todo, attempt = retry, attempt + 1
+    return out  # type: ignore[return-value]
+
+
+def example_rng(seed: int, key: str) -> np.random.Generator:
+    """A generator that depends only on ``seed`` and the example's ``key`` (its text).
+
+    Drawing per example from its own generator keeps a draw the same however records are
+    ordered, filtered or split.
+    """
+    return np.random.default_rng([seed, zlib.crc32(key.encode("utf-8"))])
+
+
+@dataclass(frozen=True)
+class Previewed:
+    """Columns produced by a strategy.
+
+    Attributes:
+        instructions: N instructions I'.
+        answers: N answers O'.
+        m: N preview lengths in tokens for ``real`` strategies (``None`` otherwise).
+        prefixes: N virtual prefixes P for ``virtual`` strategies (``None`` otherwise).
+    """
+
+    instructions: list[str]
+    answers: list[str]
+    m: list[int] | None = None
+    prefixes: list[str] | None = None
+
+
+Strategy = Callable[[Sequence[str], Sequence[str], PreviewConfig, object], Previewed]
+
+
+def vanilla(instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None) -> Previewed:
+    """I' = I, O' = O."""
+    return Previewed(list(instructions), list(answers))
+
+
+def _real(instructions, answers, ms: list[int], cfg: PreviewConfig, tokenizer) -> Previewed:
+    if tokenizer is None:
+        raise UserError(f"preview.mode={cfg.mode} needs a tokenizer (model.name_or_path or --tokenizer-path)")
+    heads = answer_prefixes(answers, ms, tokenizer)
+    return Previewed([i + cfg.connector + h for i, h in zip(instructions, heads)], list(answers), m=ms)
+
+
+def real(instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None) -> Previewed:
+    """I' = I + C + O[:m] (m tokens of the model's tokenizer), O' = O."""
+    return _real(instructions, answers, [cfg.m] * len(answers), cfg, tokenizer)
+
+
+def real_range(instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None) -> Previewed:
+    """As :func:`real` with m drawn uniformly from [m_min, m_max] per example (seeded)."""
+    ms = [int(example_rng(cfg.seed, i + "\x00" + a).integers(cfg.m_min, cfg.m_max + 1)) for i, a in zip(instructions, answers)]
+    return _real(instructions, answers, ms, cfg, tokenizer)
+
+
+def _virtual(instructions, answers, prefixes: list[str], cfg: PreviewConfig) -> Previewed:
+    return Previewed(
+        [i + cfg.connector + p for i, p in zip(instructions, prefixes)],
+        [p + a for p, a in zip(prefixes, answers)],
+        prefixes=prefixes,
+    )
+
+
+def virtual(instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None) -> Previewed:
+    """I' = I + C + P, O' = P + O."""
+    return _virtual(instructions, answers, [cfg.prefix] * len(answers), cfg)
+
+
+def virtual_pool(instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None) -> Previewed:
+    """As :func:`virtual` with P drawn uniformly from ``prefix_pool`` per example (seeded)."""
+    pool = list(cfg.prefix_pool)
+    picks = [pool[int(example_rng(cfg.seed, i + "\x00" + a).integers(len(pool)))] for i, a in zip(instructions, answers)]
+    return _virtual(instructions, answers, picks, cfg)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "vanilla": vanilla,
+    "real": real,
+    "virtual": virtual,
+    "real_range": real_range,
+    "virtual_pool": virtual_pool,
+}
+
+
+def validate(cfg: PreviewConfig) -> None:
+    """Raise a one-line UserError for an unknown strategy or an out-of-range parameter."""
+    if cfg.mode not in STRATEGIES:
+        raise UserError(f"preview.mode: unknown strategy {cfg.mode!r}; known: {', '.join(STRATEGIES)}")
+    if cfg.mode == "real" and cfg.m <= 0:
+        raise UserError(f"preview.m: must be >= 1, got {cfg.m}")
+    if cfg.mode == "real_range" and not 1 <= cfg.m_min <= cfg.m_max:
+        raise UserError(f"preview.m_min/m_max: need 1 <= m_min <= m_max, got {cfg.m_min}..{cfg.m_max}")
+    if cfg.mode == "virtual_pool" and not cfg.prefix_pool:
+        raise UserError("preview.prefix_pool: empty; give at least one prefix")
+
+
+def apply_preview(instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None) -> Previewed:
+    """Apply the strategy named by ``cfg.mode`` to N instruction/answer pairs.
+
+    Args:
+        instructions: N instructions (the task's input field, before any chat formatting).
+        answers: N answers (the task's output field).
+        cfg: Strategy name and parameters.
+        tokenizer: The model's tokenizer (needed by ``real`` strategies).
+
+    Returns:
+        The new columns.
+    """
+    validate(cfg)
+    return STRATEGIES[cfg.mode](instructions, answers, cfg, tokenizer)
+
+
+def preview_records(
+    records: Sequence[dict], input_field: str, output_field: str, cfg: PreviewConfig, tokenizer=None
+) -> list[dict]:
+    """Apply a strategy to records, keeping every other field (the reference script's output).
+
+    The caller validates the fields first (see :meth:`lat.data.records.RecordSet.texts`).
+    """
+    out = apply_preview([r[input_field] for r in records], [r[output_field] for r in records], cfg, tokenizer)
+    return [{**r, input_field: i, output_field: a} for r, i, a in zip(records, out.instructions, out.answers)]

@@ -1,0 +1,155 @@
+"""Task adapters: records -> chat examples (system prompt, user turn, assistant answer).
+
+Formats follow the paper's training code (shallow-vs-deep-alignment's formatters):
+
+* ``gsm8k``: system "You are a helpful assistant.", user = question, answer = worked answer.
+* ``samsum``: system "You are a helpful assistant for dialog summarization.",
+  user = "Summarize this dialog:\\n" + dialogue.strip(), answer = summary.strip().
+* ``instruction``: generic instruction/output records (alpaca style: an optional ``input``
+  context is appended to the instruction after a blank line), no system prompt.
+
+The preview strategy is applied to the raw input/output fields *before* this formatting, exactly
+as the paper's pipeline runs its preprocessing script before its formatter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from lat.config import DataConfig, PreviewConfig
+from lat.data.preview import Previewed, apply_preview
+from lat.data.records import RecordSet
+from lat.errors import UserError
+
+
+@dataclass(frozen=True)
+class Example:
+    """One chat training/evaluation example.
+
+    Attributes:
+        prompt: The user turn.
+        answer: The assistant turn (the training target).
+        system: The system prompt, or None for no system turn.
+        meta: Everything else worth keeping (record index, preview length, category, ...).
+    """
+
+    prompt: str
+    answer: str
+    system: Optional[str] = None
+    meta: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Task:
+    """How a task's records become examples.
+
+    Attributes:
+        name: Registry name.
+        input_field: Default instruction field.
+        output_field: Default answer field.
+        system_prompt: Default system prompt (None = no system turn).
+        user_template: Python format string for the user turn; ``{input}`` is the instruction.
+        strip: Strip surrounding whitespace from instruction and answer (as the SAMSum formatter does).
+        context_field: Optional field appended to the instruction after a blank line when non-empty.
+    """
+
+    name: str
+    input_field: str
+    output_field: str
+    system_prompt: Optional[str]
+    user_template: str = "{input}"
+    strip: bool = False
+    context_field: Optional[str] = None
+
+    def user_turn(self, instruction: str, context: str = "") -> str:
+        """The user message for one instruction (already previewed)."""
+        text = instruction.strip() if self.strip else instruction
+        if context.strip():
+            text = f"{text}\n\n{context}"
+        return self.user_template.format(input=text)
+
+    def answer_text(self, answer: str) -> str:
+        """The assistant message for one answer (already previewed)."""
+        return answer.strip() if self.strip else answer
+
+
+TASKS: dict[str, Task] = {
+    "gsm8k": Task("gsm8k", "question", "answer", "You are a helpful assistant."),
+    "samsum": Task(
+        "samsum",
+        "dialogue",
+        "summary",
+        "You are a helpful assistant for dialog summarization.",
+        user_template="Summarize this dialog:\n{input}",
+        strip=True,
+    ),
+    "instruction": Task("instruction", "instruction", "output", None, context_field="input"),
+}
+
+
+def get_task(name: str) -> Task:
+    """Look up a task adapter by name; an unknown name lists the known ones."""
+    if name not in TASKS:
+        raise UserError(f"data.task: unknown task {name!r}; known: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def resolve_fields(task: Task, input_field: Optional[str], output_field: Optional[str]) -> tuple[str, str]:
+    """The (input, output) field names: the configured ones or the task's defaults."""
+    return input_field or task.input_field, output_field or task.output_field
+
+
+def build_examples(
+    records: RecordSet,
+    task: Task,
+    preview: PreviewConfig,
+    tokenizer=None,
+    input_field: Optional[str] = None,
+    output_field: Optional[str] = None,
+    system_prompt: Optional[str] = None,
+) -> list[Example]:
+    """Validate fields, apply the preview strategy and format records as chat examples.
+
+    Args:
+        records: Records with their source locations.
+        task: Task adapter.
+        preview: Strategy; use ``PreviewConfig(mode="vanilla")`` for inference-format data.
+        tokenizer: Needed by ``real`` strategies.
+        input_field: Instruction field (None = task default).
+        output_field: Answer field (None = task default).
+        system_prompt: None = task default; "" = no system turn.
+
+    Returns:
+        One example per record, in order; ``meta`` holds ``index`` and the preview parameters.
+    """
+    fin, fout = resolve_fields(task, input_field, output_field)
+    instructions = records.texts(fin)
+    answers = records.texts(fout)
+    contexts = (
+        [records.records[i].get(task.context_field) or "" for i in range(len(records))]
+        if task.context_field
+        else [""] * len(records)
+    )
+    for i, c in enumerate(contexts):
+        if not isinstance(c, str):
+            raise UserError(f"{records.source}: {records.locations[i]}: field {task.context_field!r}: expected a string")
+    out: Previewed = apply_preview(instructions, answers, preview, tokenizer)
+    system = task.system_prompt if system_prompt is None else (system_prompt or None)
+    examples = []
+    for i, (ins, ans, ctx) in enumerate(zip(out.instructions, out.answers, contexts)):
+        meta = {"index": i, "source": records.source, "raw_answer": answers[i]}
+        if out.m is not None:
+            meta["m"] = out.m[i]
+        if out.prefixes is not None:
+            meta["prefix"] = out.prefixes[i]
+        examples.append(Example(task.user_turn(ins, ctx), task.answer_text(ans), system, meta))
+    return examples
+
+
+def examples_from_config(
+    records: RecordSet, data: DataConfig, preview: PreviewConfig, tokenizer=None, task_name: str | None = None
+) -> list[Example]:
+    """:func:`build_examples` with the task, fields and system prompt taken from ``data``."""
+    task = get_task(task_name or data.task)
+    return build_examples(records, task, preview, tokenizer, data.input_field, data.output_field, data.system_prompt)

@@ -1,0 +1,35 @@
+"""User-facing errors.
+
+A :class:`UserError` is a mistake in the user's input (a data file, a config key, a CLI
+argument). The CLI prints it as one line, ``lat: <message>``, and exits with code 2, without a
+traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A mistake in the user's input; reported in one line, exit code 2."""
+
+
+def where(path: str | Path | None = None, record: int | str | None = None, field: str | None = None) -> str:
+    """Format the location of a problem for a one-line message.
+
+    Args:
+        path: The file the problem is in.
+        record: A 1-based line number (int) or a record label (str, e.g. ``"record 3"``).
+        field: The field of that record.
+
+    Returns:
+        For example ``"data/train.jsonl: line 3: field 'answer'"``.
+    """
+    parts = []
+    if path is not None:
+        parts.append(str(path))
+    if record is not None:
+        parts.append(f"line {record}" if isinstance(record, int) else str(record))
+    if field is not None:
+        parts.append(f"field {field!r}")
+    return ": ".join(parts)

@@ -1,0 +1,1 @@
+"""Model loading, LoRA and the LightningModule."""
