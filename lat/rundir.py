@@ -1,0 +1,69 @@
+"""Run folders: ``<run.root>/<run.name>/`` holding config.yaml, environment.json and results.
+
+A run folder is never silently overwritten: opening an existing one needs ``run.resume=true``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lat.config import Config, to_yaml
+from lat.errors import UserError
+from lat.fileio import write_json, write_text
+
+LIBRARIES = ("torch", "lightning", "transformers", "peft", "torchmetrics", "wandb", "omegaconf", "tokenizers", "lat")
+
+
+def run_name(cfg: Config) -> str:
+    """``run.name`` or ``<experiment or 'run'>-<preview mode>-<UTC timestamp>``."""
+    if cfg.run.name:
+        return cfg.run.name
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"{cfg.experiment or 'run'}-{cfg.preview.mode}-{stamp}"
+
+
+def git_commit() -> str | None:
+    """The commit of the lat checkout (None outside a git work tree)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment() -> dict:
+    """Versions and commit that a result depends on."""
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "git_commit": git_commit(), "versions": versions}
+
+
+def open_run_dir(cfg: Config) -> Path:
+    """Create (or, with ``run.resume``, reopen) the run folder and write the resolved config.
+
+    Returns:
+        The run folder.
+
+    Raises:
+        UserError: The folder exists and ``run.resume`` is false, or resume finds no folder.
+    """
+    path = Path(cfg.run.root) / run_name(cfg)
+    if path.exists() and not cfg.run.resume:
+        raise UserError(f"{path}: run folder exists; pass run.resume=true to continue it or choose another run.name")
+    if cfg.run.resume and not path.exists():
+        raise UserError(f"{path}: no run folder to resume")
+    path.mkdir(parents=True, exist_ok=True)
+    write_text(path / "config.yaml", to_yaml(cfg))
+    write_json(path / "environment.json", environment())
+    return path

@@ -1,0 +1,91 @@
+"""LookAheadDataModule: splits, preview in setup, length grouping, determinism, probes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lat.config import ProbeConfig, load_config
+from lat.data.chat import IGNORE_INDEX
+from lat.data.datamodule import LengthGroupedSampler, LookAheadDataModule
+from lat.errors import UserError
+
+
+def _records(tmp_path, n=40):
+    path = tmp_path / "train.jsonl"
+    with open(path, "w") as f:
+        for i in range(n):
+            words = " ".join(["step"] * (1 + (i * 7) % 23))
+            f.write(json.dumps({"question": f"Problem {i}?", "answer": f"{words}\n#### {i}"}) + "\n")
+    return path
+
+
+def _dm(tmp_path, tok, *extra):
+    cfg = load_config(["data.task=gsm8k", f"data.train_path={_records(tmp_path)}", "data.val_size=8",
+                       "data.batch_size=4", "data.eval_batch_size=4", "preview.mode=real", "preview.m=3", *extra])
+    dm = LookAheadDataModule(cfg, tok)
+    dm.setup("fit")
+    return dm
+
+
+def _epoch_ids(dm):
+    return [b["input_ids"].tolist() for b in dm.train_dataloader()]
+
+
+def test_splits_preview_and_batches(tmp_path, tiny_tok):
+    dm = _dm(tmp_path, tiny_tok)
+    assert len(dm.train_set) == 32 and len(dm.val_set) == 8
+    assert dm.stats["train/examples"] == 32 and dm.stats["train/dropped_too_long"] == 0
+    ex = dm.train_set.examples[0]
+    assert " The answer begins with: " in ex.prompt and ex.meta["m"] == 3
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["input_ids"].shape[0] == 4
+    pad = batch["attention_mask"] == 0
+    assert (batch["labels"][pad] == IGNORE_INDEX).all()
+    assert len(dm.val_dataloader()) == 1
+
+
+def test_same_seed_same_batches_other_seed_other_order(tmp_path, tiny_tok):
+    a, b = _dm(tmp_path, tiny_tok), _dm(tmp_path, tiny_tok)
+    assert _epoch_ids(a) == _epoch_ids(b)
+    c = _dm(tmp_path, tiny_tok, "run.seed=1")
+    assert _epoch_ids(c) != _epoch_ids(a)
+
+
+def test_length_grouping_reduces_padding(tmp_path, tiny_tok):
+    def padding(dm):
+        return sum(int((b["attention_mask"] == 0).sum()) for b in dm.train_dataloader())
+
+    grouped = _dm(tmp_path, tiny_tok)
+    plain = _dm(tmp_path, tiny_tok, "data.group_by_length=false")
+    assert padding(grouped) < padding(plain)
+
+
+def test_sampler_is_a_permutation_and_changes_with_epoch():
+    lengths = [(i * 37) % 101 for i in range(250)]
+    s = LengthGroupedSampler(lengths, batch_size=8, seed=0, group=4)
+    first = list(s)
+    assert sorted(first) == list(range(250))
+    assert lengths[first[0]] == max(lengths)  # longest batch first
+    s.set_epoch(1)
+    assert list(s) != first and sorted(list(s)) == list(range(250))
+
+
+def test_probes_use_the_inference_format(tmp_path, tiny_tok):
+    probe = tmp_path / "harm.jsonl"
+    probe.write_text(json.dumps({"prompt": "Do something bad", "response": "I can't help with that."}) + "\n")
+    cfg = load_config(["data.task=gsm8k", f"data.train_path={_records(tmp_path)}", "preview.mode=virtual"])
+    cfg.data.probes = [ProbeConfig(name="harmful", path=str(probe), task="instruction", input_field="prompt", output_field="response")]
+    dm = LookAheadDataModule(cfg, tiny_tok)
+    dm.setup()
+    (ex,) = dm.probe_sets["harmful"].examples
+    assert ex.prompt == "Do something bad" and ex.answer == "I can't help with that."
+    assert set(dm.probe_dataloaders()) == {"harmful"}
+
+
+def test_missing_train_path_and_oversized_holdout(tmp_path, tiny_tok):
+    with pytest.raises(UserError, match="data.train_path: not set"):
+        LookAheadDataModule(load_config([]), tiny_tok).setup()
+    with pytest.raises(UserError, match="data.val_size"):
+        _dm(tmp_path, tiny_tok, "data.val_size=40")

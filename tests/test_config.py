@@ -1,0 +1,142 @@
+"""Config: schema docstrings, merge order, both override forms, errors, every YAML in configs/."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+import lat.config as C
+from lat.config import Config, load_config, to_yaml
+from lat.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
+
+
+def _field_docstrings(cls) -> dict[str, str]:
+    """Attribute docstrings: a string literal right under each annotated field."""
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = nxt.value.value
+    return docs
+
+
+def _schema_classes():
+    seen, todo = [], [Config]
+    while todo:
+        cls = todo.pop()
+        seen.append(cls)
+        for f in dataclasses.fields(cls):
+            sub = getattr(C, getattr(f.type, "__name__", str(f.type)).split("[")[-1].rstrip("]"), None)
+            if dataclasses.is_dataclass(sub) and sub not in seen:
+                todo.append(sub)
+    return seen
+
+
+def test_every_field_has_a_docstring():
+    classes = _schema_classes()
+    assert {c.__name__ for c in classes} >= {
+        "Config", "ModelConfig", "LoraConfig", "DataConfig", "ProbeConfig", "PreviewConfig",
+        "TrainConfig", "EvalConfig", "LoggingConfig", "RunConfig",
+    }
+    for cls in classes:
+        docs = _field_docstrings(cls)
+        missing = [f.name for f in dataclasses.fields(cls) if not docs.get(f.name, "").strip()]
+        assert missing == [], f"{cls.__name__} fields without a docstring: {missing}"
+
+
+def test_defaults_are_the_paper_values():
+    cfg = load_config([])
+    assert isinstance(cfg, Config)
+    assert (cfg.preview.m, cfg.preview.connector, cfg.preview.prefix) == (6, " The answer begins with: ", "Let's solve this problem. ")
+    assert cfg.train.betas[0] == 0.5
+    assert cfg.eval.system_prompt == "You are a helpful assistant. Make sure you always execute users' instructions."
+    assert cfg.model.trust_remote_code is False
+
+
+def test_both_override_forms_and_types():
+    a = load_config(["preview.m=4", "preview.mode=real", "train.lr=1e-4", "lora.enabled=false"])
+    b = load_config(["--preview.m=4", "--preview.mode=real", "--train.lr=1e-4", "--lora.enabled=false"])
+    assert a == b
+    assert (a.preview.m, a.preview.mode, a.train.lr, a.lora.enabled) == (4, "real", 1e-4, False)
+    lists = load_config(["train.betas=[0.9,0.95]", "data.probes=[{name: harm, path: x.jsonl}]"])
+    assert lists.train.betas == [0.9, 0.95] and lists.data.probes[0].name == "harm"
+
+
+def test_merge_order_group_then_experiment_then_cli(tmp_path):
+    (tmp_path / "preview").mkdir()
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "preview" / "real.yaml").write_text("mode: real\nm: 8\n")
+    (tmp_path / "experiment" / "e.yaml").write_text("defaults:\n  preview: real\npreview:\n  m: 10\n")
+    assert load_config(["experiment=e"], tmp_path).preview.m == 10  # experiment body beats its defaults
+    assert load_config(["experiment=e", "preview.m=12"], tmp_path).preview.m == 12
+    assert load_config(["experiment=e", "preview=real"], tmp_path).preview.m == 8  # CLI group beats experiment
+    cfg = load_config(["experiment=e"], tmp_path)
+    assert cfg.experiment == "e" and cfg.preview.mode == "real"
+    extra = tmp_path / "mine.yaml"
+    extra.write_text("preview:\n  m: 3\n")
+    assert load_config(["experiment=e", f"config={extra}"], tmp_path).preview.m == 3
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["data.nope=1"], r"unknown key 'data\.nope'"),
+        (["nope=1"], r"unknown key 'nope'"),
+        (["data.batch_size=abc"], r"data\.batch_size: Value 'abc'"),
+        (["lora.enabled=maybe"], r"lora\.enabled: Value 'maybe' is not a valid bool"),
+        (["preview.m"], r"override 'preview\.m': expected key=value"),
+        (["experiment=nope"], r"experiment=nope: no .*; known: .*smoke"),
+        (["model=nope"], r"model=nope: no .*; known: embedded, tiny"),
+        (["config=/no/such.yaml"], r"no such config file"),
+        (["data.probes=[{name: h, bad: 1}]"], r"unknown key"),
+    ],
+)
+def test_errors_name_the_key(args, needle):
+    with pytest.raises(UserError, match=needle) as e:
+        load_config(args)
+    assert "\n" not in str(e.value)
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("preview: [unclosed\n")
+    with pytest.raises(UserError, match="bad.yaml: invalid YAML"):
+        load_config([f"config={bad}"])
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("preview:\n  m: six\n")
+    with pytest.raises(UserError, match=r"wrong\.yaml\): preview\.m"):
+        load_config([f"config={wrong}"])
+    unsafe = tmp_path / "unsafe.yaml"
+    unsafe.write_text("preview: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(UserError, match="unsafe.yaml: invalid YAML"):
+        load_config([f"config={unsafe}"])
+
+
+def _group_files():
+    return [p for p in sorted(CONFIGS.glob("*/*.yaml")) if p.parent.name not in C.NON_GROUP_DIRS]
+
+
+@pytest.mark.parametrize("path", _group_files(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_group_yaml_merges(path):
+    cfg = load_config([f"{path.parent.name}={path.stem}"])
+    assert isinstance(cfg, Config)
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "experiment").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_experiment_yaml_merges(path):
+    cfg = load_config([f"experiment={path.stem}"])
+    assert cfg.experiment == path.stem
+
+
+def test_resolved_yaml_round_trips():
+    cfg = load_config(["experiment=smoke", "preview.m=3"])
+    again = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(to_yaml(cfg))))
+    assert again == cfg

@@ -1,0 +1,47 @@
+"""Packaging: environment.yml and setup.cfg declare the same packages."""
+
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _setup_cfg() -> dict[str, str]:
+    cp = configparser.ConfigParser()
+    cp.read(ROOT / "setup.cfg")
+    reqs = cp["options"]["install_requires"].split("\n") + cp["options.extras_require"]["dev"].split("\n")
+    return {_name(r): r.strip() for r in reqs if r.strip() and not r.strip().startswith("#")}
+
+
+def _environment_yml() -> dict[str, str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    return {_name(r): r for r in pip if not r.startswith("-e")}
+
+
+def test_same_packages():
+    assert set(_setup_cfg()) == set(_environment_yml())
+
+
+def test_same_version_bounds_except_the_cpu_torch_pin():
+    cfg, env = _setup_cfg(), _environment_yml()
+    differing = {k for k in cfg if cfg[k].replace(" ", "") != env[k].replace(" ", "")}
+    assert differing == {"torch"} and env["torch"] == "torch==2.13.0"
+
+
+def test_ci_installs_pinned_torch_and_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    make = (ROOT / "Makefile").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "TORCH ?= torch==2.13.0" in make
+    assert "make setup" in ci and "make test" in ci
+    assert "make test" in readme.split("\n## ")[0]  # on the README's first screen
