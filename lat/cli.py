@@ -99,11 +99,28 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- lat train
+def _train(args: argparse.Namespace) -> int:
+    from lat.config import load_config
+    from lat.train import train
+
+    cfg = load_config(args.overrides + (["run.resume=true"] if args.resume else []))
+    result = train(cfg)
+    print(result.run_dir)
+    return 0
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue the run folder from its last checkpoint")
+
+
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], bool]
 
 COMMANDS: dict[str, Command] = {
     "preview": ("apply a preview strategy to a record file (drop-in for the paper's script)", _preview_args, _preview, False),
     "config": ("print the resolved configuration", _config_args, _config, True),
+    "train": ("fine-tune one model into runs/<name>/", _train_args, _train, True),
 }
 """name -> (help, add arguments, handler, takes ``--key=value`` overrides)."""
 

@@ -169,6 +169,12 @@ class TrainConfig:
     """Answer positions 1..T reported in the divergence."""
     log_every_n_steps: int = 10
     """Log training metrics every N steps."""
+    loss: str = "ce"
+    """Training loss: ``ce`` (masked cross-entropy on answer tokens)."""
+    checkpoint_every_n_steps: int = 50
+    """Save ``checkpoints/last.ckpt`` (trainable weights + optimizer) every N steps and at epoch end."""
+    save_merged: bool = False
+    """Also save the final model with the adapter merged into the base weights (``merged/``)."""
 
 
 @dataclass

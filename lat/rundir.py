@@ -67,3 +67,14 @@ def open_run_dir(cfg: Config) -> Path:
     write_text(path / "config.yaml", to_yaml(cfg))
     write_json(path / "environment.json", environment())
     return path
+
+
+def update_metrics(run_dir: Path, metrics: dict) -> dict:
+    """Merge ``metrics`` into ``run_dir/metrics.json`` (atomic read-modify-write); return the whole."""
+    import json
+
+    path = Path(run_dir) / "metrics.json"
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.update(metrics)
+    write_json(path, current)
+    return current

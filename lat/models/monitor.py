@@ -1,0 +1,138 @@
+"""DivergenceMonitor: per-position divergence from the reference on probe sets during training.
+
+At the start of training (step 0, where LoRA's divergence is exactly 0), every
+``train.divergence_every_n_steps`` steps and at each epoch end, it runs every probe set through
+the tuned model and its reference, and
+
+* logs ``val/kl/pos_01`` ... for the first (primary) probe set and ``val/<name>/kl/pos_01`` ...
+  for the others (also ``reverse_kl`` and ``dlogp``);
+* rewrites ``divergence.csv`` in the run folder (atomically) with one row per
+  (epoch, step, probe, position);
+* sends each curve to W&B as a line plot and a table when a W&B logger is attached.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from lat.fileio import write_text
+from lat.models.divergence import METRICS, DivergenceAccumulator
+
+CSV_FIELDS = ["epoch", "step", "probe", "position", "count", *METRICS]
+
+
+def metric_key(probe: str, primary: bool, metric: str, position: int) -> str:
+    """``val/kl/pos_01`` for the primary probe set, ``val/<probe>/kl/pos_01`` otherwise."""
+    scope = "val" if primary else f"val/{probe}"
+    return f"{scope}/{metric}/pos_{position:02d}"
+
+
+class DivergenceMonitor(L.Callback):
+    """Measure and record the per-position divergence on probe sets.
+
+    Args:
+        loaders: probe name -> loader of inference-format batches (the first is primary).
+        every_n_steps: Interval in optimizer steps (0 = only at start and epoch ends).
+        max_positions: Answer positions 1..T reported.
+        csv_path: Where ``divergence.csv`` goes (None = keep rows in memory only).
+    """
+
+    def __init__(self, loaders: dict[str, DataLoader], every_n_steps: int, max_positions: int, csv_path: Path | None):
+        self.loaders = loaders
+        self.every_n_steps = every_n_steps
+        self.max_positions = max_positions
+        self.csv_path = csv_path
+        self.rows: list[dict] = []
+        self.latest: dict[str, dict[str, list]] = {}
+        self._done_at: int | None = None
+
+    def measure(self, module, probe: str) -> dict[str, list]:
+        """Means per position for one probe set (model put in eval mode for the pass)."""
+        acc = DivergenceAccumulator(self.max_positions)
+        was_training = module.training
+        module.eval()
+        try:
+            for batch in self.loaders[probe]:
+                batch = {k: v.to(module.device) for k, v in batch.items()}
+                acc.add(module.probe_divergence(batch, self.max_positions))
+        finally:
+            module.train(was_training)
+        return acc.means()
+
+    def run(self, trainer: L.Trainer, module) -> dict[str, float]:
+        """Measure every probe set now; log, record and return the flat metrics."""
+        step, epoch = trainer.global_step, trainer.current_epoch
+        if self._done_at == step or not trainer.is_global_zero:
+            return {}
+        self._done_at = step
+        metrics: dict[str, float] = {}
+        for i, probe in enumerate(self.loaders):
+            curve = self.measure(module, probe)
+            self.latest[probe] = curve
+            for t in range(self.max_positions):
+                row = {"epoch": epoch, "step": step, "probe": probe, "position": t + 1, "count": curve["count"][t]}
+                row.update({m: curve[m][t] for m in METRICS})
+                self.rows.append(row)
+                for m in METRICS:
+                    if curve[m][t] is not None:
+                        metrics[metric_key(probe, i == 0, m, t + 1)] = curve[m][t]
+            self._to_wandb(trainer, probe, curve, step)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+        self._write_csv()
+        return metrics
+
+    def _write_csv(self) -> None:
+        if self.csv_path is None:
+            return
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in self.rows)
+        write_text(self.csv_path, buf.getvalue())
+
+    def _to_wandb(self, trainer: L.Trainer, probe: str, curve: dict[str, list], step: int) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        for logger in trainer.loggers:
+            if not isinstance(logger, WandbLogger):
+                continue
+            import wandb
+
+            positions = list(range(1, self.max_positions + 1))
+            table = wandb.Table(columns=["position", *METRICS, "count"])
+            for t in range(self.max_positions):
+                table.add_data(positions[t], *(curve[m][t] for m in METRICS), curve["count"][t])
+            kl = [v if v is not None else float("nan") for v in curve["kl"]]
+            logger.experiment.log(
+                {
+                    f"divergence/{probe}/table": table,
+                    f"divergence/{probe}/kl_curve": wandb.plot.line_series(
+                        xs=positions, ys=[kl], keys=[f"step {step}"], title=f"KL(ref||tuned) per position: {probe}", xname="answer position"
+                    ),
+                },
+                step=step,
+            )
+
+    # ------------------------------------------------------------------ hooks
+    def on_train_start(self, trainer: L.Trainer, module) -> None:
+        self.run(trainer, module)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module, outputs, batch, batch_idx: int) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self.run(trainer, module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
+        self.run(trainer, module)
+
+    def state_dict(self) -> dict:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = list(state_dict.get("rows", []))
+

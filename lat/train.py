@@ -1,0 +1,144 @@
+"""`lat train`: one fine-tuning run into ``runs/<name>/``.
+
+The run folder receives ``config.yaml``, ``environment.json``, ``metrics.json``,
+``divergence.csv``, ``logs/metrics.csv`` (every logged metric), ``checkpoints/last.ckpt``
+(trainable weights + optimizer state; what ``run.resume=true`` continues from), the final
+adapter in peft format (``adapter/``, loadable with ``PeftModel.from_pretrained``; ``model/`` for
+full fine-tuning) and, with ``train.save_merged=true``, the merged model (``merged/``).
+Distribution (DDP, FSDP, DeepSpeed, several nodes) is Lightning's: set ``train.strategy``,
+``train.devices`` and ``train.num_nodes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from lat.config import Config, to_dict
+from lat.data.datamodule import LookAheadDataModule
+from lat.models.loading import load_model_and_tokenizer, parameter_counts, prepare_for_training
+from lat.models.module import LookAheadModule
+from lat.models.monitor import DivergenceMonitor
+from lat.rundir import environment, open_run_dir, update_metrics
+
+
+def _devices(value: str):
+    """``auto`` | ``4`` | ``0,1`` -> what Lightning expects."""
+    if value == "auto":
+        return value
+    if "," in value:
+        return [int(v) for v in value.split(",") if v.strip()]
+    return int(value)
+
+
+def _csv_version(run_dir: Path) -> str:
+    """``""`` (logs/metrics.csv) for a new run; ``resume-N`` for the N-th resumption, so a
+    resumed run never overwrites the metrics logged before it."""
+    n = 0
+    while (run_dir / "logs" / (f"resume-{n}" if n else "") / "metrics.csv").exists():
+        n += 1
+    return f"resume-{n}" if n else ""
+
+
+def build_loggers(cfg: Config, run_dir: Path) -> list[Logger]:
+    """CSV always; W&B unless ``logging.wandb_mode=disabled`` (offline by default)."""
+    loggers: list[Logger] = [CSVLogger(str(run_dir), name="logs", version=_csv_version(run_dir))] if cfg.logging.csv else []
+    if cfg.logging.wandb_mode != "disabled":
+        from lightning.pytorch.loggers import WandbLogger
+
+        id_file = run_dir / "wandb_id.txt"
+        loggers.append(
+            WandbLogger(
+                project=cfg.logging.project, entity=cfg.logging.entity, tags=list(cfg.logging.tags), name=run_dir.name,
+                save_dir=str(run_dir), mode=cfg.logging.wandb_mode, config=to_dict(cfg),
+                id=id_file.read_text().strip() if id_file.exists() else None, resume="allow",
+            )
+        )
+        id_file.write_text(loggers[-1].experiment.id)
+    return loggers
+
+
+def build_trainer(cfg: Config, run_dir: Path, callbacks: list, loggers: list[Logger], has_val: bool) -> L.Trainer:
+    """The Lightning Trainer for this config (precision, strategy, devices from ``train``)."""
+    t = cfg.train
+    return L.Trainer(
+        max_epochs=t.epochs,
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=_devices(t.devices),
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val or None,
+        log_every_n_steps=t.log_every_n_steps,
+        callbacks=callbacks,
+        logger=loggers or False,
+        default_root_dir=str(run_dir),
+        limit_val_batches=None if has_val else 0,
+        num_sanity_val_steps=0,
+    )
+
+
+@dataclass
+class TrainResult:
+    """What a finished run leaves behind.
+
+    Attributes:
+        run_dir: The run folder.
+        module: The trained LightningModule (model inside).
+        tokenizer: The tokenizer.
+        metrics: The content of metrics.json.
+    """
+
+    run_dir: Path
+    module: LookAheadModule
+    tokenizer: object
+    metrics: dict
+
+
+def train(cfg: Config) -> TrainResult:
+    """Fine-tune one model as configured; resume from ``checkpoints/last.ckpt`` with run.resume."""
+    run_dir = open_run_dir(cfg)
+    L.seed_everything(cfg.run.seed, workers=True, verbose=False)
+    model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
+    prepared = prepare_for_training(model, cfg)
+    dm = LookAheadDataModule(cfg, tok)
+    dm.setup("fit")
+    module = LookAheadModule(prepared.model, cfg.train, prepared.frozen_reference)
+    monitor = DivergenceMonitor(dm.probe_dataloaders(), cfg.train.divergence_every_n_steps, cfg.train.divergence_positions, run_dir / "divergence.csv")
+    ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0, every_n_train_steps=cfg.train.checkpoint_every_n_steps or None)
+    loggers = build_loggers(cfg, run_dir)
+    counts = parameter_counts(prepared.model)
+    for logger in loggers:
+        logger.log_hyperparams({**counts, **{"env/" + k: str(v) for k, v in environment().items()}})
+    trainer = build_trainer(cfg, run_dir, [monitor, ckpt], loggers, dm.val_set is not None)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if cfg.run.resume and last.exists() else None)
+    if trainer.is_global_zero:
+        save_final(module, tok, run_dir, cfg)
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    metrics = update_metrics(run_dir, {
+        "run": run_dir.name, "global_step": trainer.global_step, "epochs": trainer.current_epoch,
+        **counts, **{f"data/{k}": v for k, v in dm.stats.items()}, **final,
+        "divergence": monitor.latest,
+    })
+    return TrainResult(run_dir, module, tok, metrics)
+
+
+def save_final(module: LookAheadModule, tokenizer, run_dir: Path, cfg: Config) -> None:
+    """Save the adapter (peft format) or the full model, and optionally the merged model."""
+    model = module.model
+    target = run_dir / ("adapter" if cfg.lora.enabled else "model")
+    model.save_pretrained(str(target))
+    tokenizer.save_pretrained(str(target))
+    if cfg.train.save_merged and cfg.lora.enabled:
+        import copy
+
+        merged = copy.deepcopy(model).merge_and_unload()
+        merged.save_pretrained(str(run_dir / "merged"))
+        tokenizer.save_pretrained(str(run_dir / "merged"))

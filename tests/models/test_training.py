@@ -1,0 +1,139 @@
+"""Training: LoRA/base invariants, reference without a copy, divergence, checkpoints, resume, outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import lightning as L
+import pytest
+import torch
+
+from lat.config import load_config
+from lat.data.datamodule import LookAheadDataModule
+from lat.models.loading import load_model_and_tokenizer, prepare_for_training
+from lat.models.module import LookAheadModule
+from lat.train import train
+
+SMOKE = ["experiment=smoke", "lora.dropout=0.0", "train.lr=1e-2", "train.max_steps=-1"]
+
+
+def _cfg(tmp_path, *extra):
+    return load_config([*SMOKE, f"run.root={tmp_path}", *extra])
+
+
+def _setup(cfg):
+    model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
+    prepared = prepare_for_training(model, cfg)
+    dm = LookAheadDataModule(cfg, tok)
+    dm.setup("fit")
+    return LookAheadModule(prepared.model, cfg.train, prepared.frozen_reference), dm
+
+
+def _trainer(**kw):
+    return L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                     num_sanity_val_steps=0, **kw)
+
+
+def _probe_kl(module, dm):
+    batch = next(iter(dm.probe_dataloaders()["task"]))
+    module.eval()
+    sums = module.probe_divergence(batch, 8)
+    return sums["kl"] / sums["count"]
+
+
+def test_one_step_changes_lora_only(tmp_path):
+    module, dm = _setup(_cfg(tmp_path))
+    before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
+    _trainer(max_steps=1).fit(module, datamodule=dm)
+    changed_lora = [n for n, p in module.model.named_parameters() if "lora_" in n and not torch.equal(p, before[n])]
+    base = [n for n, p in module.model.named_parameters() if "lora_" not in n]
+    assert changed_lora, "no LoRA weight moved"
+    assert base and all(torch.equal(p, before[n]) for n, p in module.model.named_parameters() if n in base)
+    assert all(not p.requires_grad for n, p in module.model.named_parameters() if n in base)
+
+
+def test_kl_zero_before_training_and_positive_after(tmp_path):
+    module, dm = _setup(_cfg(tmp_path))
+    kl0 = _probe_kl(module, dm)
+    assert torch.equal(kl0, torch.zeros_like(kl0))  # LoRA B = 0: exactly the reference
+    _trainer(max_steps=3).fit(module, datamodule=dm)
+    assert (_probe_kl(module, dm) > 0).all()
+
+
+def test_full_finetuning_uses_a_frozen_copy(tmp_path):
+    module, dm = _setup(_cfg(tmp_path, "lora.enabled=false"))
+    assert module.frozen_reference is not None
+    ref_before = {n: p.clone() for n, p in module.frozen_reference.named_parameters()}
+    assert torch.equal(_probe_kl(module, dm), torch.zeros(8, dtype=torch.float64))
+    _trainer(max_steps=2).fit(module, datamodule=dm)
+    assert all(torch.equal(p, ref_before[n]) for n, p in module.frozen_reference.named_parameters())
+    assert (_probe_kl(module, dm) > 0).all()
+
+
+def test_fast_dev_run(tmp_path):
+    module, dm = _setup(_cfg(tmp_path, "data.val_size=2"))
+    _trainer(fast_dev_run=True).fit(module, datamodule=dm)
+
+
+def _lora_state(module):
+    return {k: v.clone() for k, v in module.trainable_state_dict().items()}
+
+
+def test_run_outputs_checkpoint_and_adapter(tmp_path):
+    result = train(_cfg(tmp_path, "train.save_merged=true"))
+    run = result.run_dir
+    for name in ("config.yaml", "environment.json", "metrics.json", "divergence.csv", "checkpoints/last.ckpt",
+                 "adapter/adapter_config.json", "merged/config.json", "logs/metrics.csv"):
+        assert (run / name).exists(), name
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    assert set(ckpt["state_dict"]) == set(_lora_state(result.module)) and all("lora_" in k for k in ckpt["state_dict"])
+    assert ckpt["optimizer_states"]
+    # the peft adapter reloads onto a fresh base and reproduces the trained model
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base, tok = load_model_and_tokenizer(_cfg(tmp_path).model, 0)
+    reloaded = PeftModel.from_pretrained(base, str(run / "adapter")).eval()
+    merged = AutoModelForCausalLM.from_pretrained(str(run / "merged")).eval()
+    ids = torch.tensor([tok("<|im_start|>user\nhi<|im_end|>\n")["input_ids"]])
+    mask = torch.ones_like(ids)
+    result.module.eval()
+    with torch.no_grad():
+        want = result.module(ids, mask)
+        assert torch.allclose(reloaded(input_ids=ids, attention_mask=mask).logits, want, atol=1e-5)
+        assert torch.allclose(merged(input_ids=ids, attention_mask=mask).logits, want, atol=1e-4)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["params/trainable"] < metrics["params/total"] and metrics["global_step"] == 2
+    rows = list(csv.DictReader(open(run / "divergence.csv")))
+    assert {r["step"] for r in rows} == {"0", "2"} and rows[0]["kl"] == "0.0"
+
+
+def test_resume_continues_to_the_same_weights(tmp_path):
+    straight = train(_cfg(tmp_path, "run.name=straight", "train.epochs=2"))
+    first = train(_cfg(tmp_path, "run.name=split", "train.epochs=1"))
+    assert first.metrics["global_step"] == 2
+    resumed = train(_cfg(tmp_path, "run.name=split", "train.epochs=2", "run.resume=true"))
+    assert resumed.metrics["global_step"] == 4
+    assert (resumed.run_dir / "logs" / "metrics.csv").exists() and (resumed.run_dir / "logs" / "resume-1" / "metrics.csv").exists()
+    a, b = _lora_state(straight.module), _lora_state(resumed.module)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_start_adapter_is_the_reference(tmp_path):
+    first = train(_cfg(tmp_path, "run.name=first"))
+    cfg = _cfg(tmp_path, "run.name=second", f"model.adapter_path={first.run_dir / 'adapter'}")
+    module, dm = _setup(cfg)
+    assert torch.equal(_probe_kl(module, dm), torch.zeros(8, dtype=torch.float64))
+    batch = next(iter(dm.probe_dataloaders()["task"]))
+    first.module.eval()
+    with torch.no_grad():
+        start = first.module(batch["input_ids"], batch["attention_mask"])
+    assert torch.allclose(module.reference_logits(batch["input_ids"], batch["attention_mask"]), start, atol=1e-5)
+
+
+def test_unknown_loss_and_schedule_fail_cleanly(tmp_path):
+    from lat.errors import UserError
+
+    with pytest.raises(UserError, match="train.loss: unknown loss 'dpo'"):
+        _setup(_cfg(tmp_path, "train.loss=dpo"))
