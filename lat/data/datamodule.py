@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lat.config import Config, PreviewConfig
 from lat.data.chat import Encoded, collate, encode
-from lat.data.records import RecordSet, read_records
+from lat.data.records import read_records
 from lat.data.tasks import Example, build_examples, examples_from_config, get_task
 from lat.errors import UserError
 
@@ -80,11 +80,6 @@ def split_holdout(n: int, size: int, seed: int) -> tuple[list[int], list[int]]:
     return sorted(perm[size:]), sorted(perm[:size])
 
 
-def subset(records: RecordSet, idx: Sequence[int]) -> RecordSet:
-    """The records at ``idx`` (locations kept for messages)."""
-    return RecordSet(records.source, [records.records[i] for i in idx], [records.locations[i] for i in idx])
-
-
 class LookAheadDataModule(L.LightningDataModule):
     """Train, validation and probe data for one run.
 
@@ -130,19 +125,19 @@ class LookAheadDataModule(L.LightningDataModule):
             val = read_records(data.val_path, data.format)
         elif data.val_size > 0:
             tr, va = split_holdout(len(train), data.val_size, seed)
-            train, val = subset(train, tr), subset(train, va)
+            train, val = train.select(tr), train.select(va)
         else:
             val = None
-        train = subset(train, range(min(len(train), data.max_train_samples or len(train))))
+        train = train.head(data.max_train_samples)
         build = functools.partial(examples_from_config, data=data, preview=self.cfg.preview, tokenizer=self.tokenizer)
         self.train_set = self._encode(build(train), "train")
         if val is not None:
-            val = subset(val, range(min(len(val), data.max_val_samples or len(val))))
+            val = val.head(data.max_val_samples)
             self.val_set = self._encode(build(val), "val")
         vanilla = PreviewConfig(mode="vanilla")
         for probe in data.probes:
             recs = read_records(probe.path)
-            recs = subset(recs, range(min(len(recs), probe.max_samples or len(recs))))
+            recs = recs.head(probe.max_samples)
             fields = (probe.input_field, probe.output_field)
             exs = build_examples(recs, get_task(probe.task), vanilla, None, *fields, data.system_prompt)
             self.probe_sets[probe.name] = self._encode(exs, f"probe/{probe.name}")

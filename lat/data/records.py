@@ -58,6 +58,14 @@ class RecordSet:
             raise UserError(f"{where(self.source, self.locations[i], field)}: empty")
         return value
 
+    def select(self, idx) -> "RecordSet":
+        """The records at indices ``idx`` (locations kept for messages)."""
+        return RecordSet(self.source, [self.records[i] for i in idx], [self.locations[i] for i in idx])
+
+    def head(self, n: int | None) -> "RecordSet":
+        """The first ``n`` records (all when ``n`` is None)."""
+        return self if n is None else self.select(range(min(n, len(self.records))))
+
     def texts(self, field: str, allow_empty: bool = False) -> list[str]:
         """Field ``field`` of every record, validated as in :meth:`text`."""
         return [self.text(i, field, allow_empty) for i in range(len(self.records))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from typing import Callable, Iterator
 
@@ -14,26 +15,41 @@ from torch import nn
 from lat.config import TrainConfig
 from lat.data.chat import IGNORE_INDEX
 from lat.errors import UserError
-from lat.models.divergence import position_sums, select_positions, token_divergence
+from lat.models.divergence import position_sums, select_positions, shift_targets, token_divergence
 
 
-def masked_ce(logits: torch.Tensor, labels: torch.Tensor, ref_logits: torch.Tensor | None = None) -> torch.Tensor:
+def masked_ce(logits: torch.Tensor, targets: torch.Tensor, ref_logits: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy over answer tokens.
 
     Args:
-        logits: (B, T, V) next-token logits.
-        labels: (B, T) labels, -100 off the answer.
+        logits: (B, K, V) logits at the K kept columns.
+        targets: (B, K) the tokens they predict, -100 off the answer.
         ref_logits: unused (the signature is shared by every loss in :data:`LOSSES`).
 
     Returns:
         Scalar loss (mean over the batch's answer tokens).
     """
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
 
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 LOSSES: dict[str, tuple[LossFn, bool]] = {"ce": (masked_ce, False)}
 """name -> (loss function, needs reference logits)."""
+
+
+def answer_columns(targets: torch.Tensor) -> torch.Tensor:
+    """(K,) columns whose logits predict an answer token in at least one row of the batch.
+
+    Only these columns go through the output head: prompt-only columns (often half the batch)
+    never need the vocabulary-wide projection and softmax.
+    """
+    return (targets != IGNORE_INDEX).any(0).nonzero().squeeze(1)
+
+
+def _accepts_logits_to_keep(model: nn.Module) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
 
 SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
 
@@ -59,11 +75,20 @@ class LookAheadModule(L.LightningModule):
         self.strict_loading = False  # checkpoints hold only the trainable weights
         self._tokens = 0
         self._clock: float | None = None
+        self._column_logits = _accepts_logits_to_keep(model)
 
     # ------------------------------------------------------------------ forward passes
+    def _logits(self, net: nn.Module, batch: dict[str, torch.Tensor], columns: torch.Tensor | None) -> torch.Tensor:
+        """(B, K, V) logits of ``net`` at ``columns`` (all T columns when None)."""
+        kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
+        if columns is not None and self._column_logits:
+            return net(**kwargs, logits_to_keep=columns).logits
+        logits = net(**kwargs).logits
+        return logits if columns is None else logits[:, columns]
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T) ids and mask -> (B, T, V) logits of the tuned model."""
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        return self._logits(self.model, {"input_ids": input_ids, "attention_mask": attention_mask}, None)
 
     @contextlib.contextmanager
     def _reference_mode(self) -> Iterator[nn.Module]:
@@ -76,10 +101,10 @@ class LookAheadModule(L.LightningModule):
             raise RuntimeError("no reference: a full fine-tuning run needs frozen_reference")
 
     @torch.no_grad()
-    def reference_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T, V) logits of the reference: adapters disabled (LoRA) or the frozen copy."""
+    def reference_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, K, V) logits of the reference (adapters disabled, or the frozen copy) at ``columns``."""
         with self._reference_mode() as ref:
-            return ref(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+            return self._logits(ref, {"input_ids": input_ids, "attention_mask": attention_mask}, columns)
 
     @torch.no_grad()
     def probe_divergence(self, batch: dict[str, torch.Tensor], max_positions: int) -> dict[str, torch.Tensor]:
@@ -89,16 +114,19 @@ class LookAheadModule(L.LightningModule):
             metric -> (max_positions,) sums, and ``count``.
         """
         index, targets, positions = select_positions(batch["labels"], max_positions)
-        rows, cols = index[:, 0], index[:, 1]
-        logits = self(batch["input_ids"], batch["attention_mask"])[rows, cols]
-        ref = self.reference_logits(batch["input_ids"], batch["attention_mask"])[rows, cols]
+        columns, col_of = index[:, 1].unique(return_inverse=True)
+        rows = index[:, 0]
+        logits = self._logits(self.model, batch, columns)[rows, col_of]
+        ref = self.reference_logits(batch["input_ids"], batch["attention_mask"], columns)[rows, col_of]
         return position_sums(token_divergence(ref, logits, targets), positions, max_positions)
 
     # ------------------------------------------------------------------ steps
     def _step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = self(batch["input_ids"], batch["attention_mask"])
-        ref = self.reference_logits(batch["input_ids"], batch["attention_mask"]) if self.loss_needs_reference else None
-        loss = self.loss_fn(logits, batch["labels"], ref)
+        targets, _ = shift_targets(batch["labels"])
+        columns = answer_columns(targets)
+        logits = self._logits(self.model, batch, columns)
+        ref = self.reference_logits(batch["input_ids"], batch["attention_mask"], columns) if self.loss_needs_reference else None
+        loss = self.loss_fn(logits, targets[:, columns], ref)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}")
         return loss

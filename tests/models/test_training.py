@@ -137,3 +137,19 @@ def test_unknown_loss_and_schedule_fail_cleanly(tmp_path):
 
     with pytest.raises(UserError, match="train.loss: unknown loss 'dpo'"):
         _setup(_cfg(tmp_path, "train.loss=dpo"))
+
+
+def test_column_restricted_loss_equals_full_logits_loss(tmp_path):
+    module, dm = _setup(_cfg(tmp_path, "lora.r=2"))
+    torch.manual_seed(0)
+    for p in module.model.parameters():
+        if p.requires_grad:
+            p.data.normal_(0, 0.5)  # a non-trivial adapter
+    batch = next(iter(dm.train_dataloader()))
+    module.eval()
+    with torch.no_grad():
+        fast = module._step(batch)
+        logits = module(batch["input_ids"], batch["attention_mask"])  # all (B, T, V)
+        plain = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100)
+    assert torch.allclose(fast, plain, rtol=1e-6, atol=1e-6)
+    assert module._column_logits  # the fast path was the one measured
