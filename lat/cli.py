@@ -115,12 +115,24 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run folder from its last checkpoint")
 
 
+# ---------------------------------------------------------------- lat eval
+def _eval(args: argparse.Namespace) -> int:
+    from lat.config import load_config
+    from lat.evaluate import evaluate, format_metrics
+
+    result = evaluate(load_config(args.overrides))
+    print(format_metrics(result.metrics))
+    print(result.run_dir)
+    return 0
+
+
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], bool]
 
 COMMANDS: dict[str, Command] = {
     "preview": ("apply a preview strategy to a record file (drop-in for the paper's script)", _preview_args, _preview, False),
     "config": ("print the resolved configuration", _config_args, _config, True),
     "train": ("fine-tune one model into runs/<name>/", _train_args, _train, True),
+    "eval": ("evaluate a model (base, seed, or base + adapter) without training", _config_args, _eval, True),
 }
 """name -> (help, add arguments, handler, takes ``--key=value`` overrides)."""
 

@@ -116,7 +116,8 @@ def train(cfg: Config) -> TrainResult:
     counts = parameter_counts(prepared.model)
     for logger in loggers:
         logger.log_hyperparams({**counts, **{"env/" + k: str(v) for k, v in environment().items()}})
-    trainer = build_trainer(cfg, run_dir, [monitor, ckpt], loggers, dm.val_set is not None)
+    callbacks = [monitor, *eval_callbacks(cfg, tok, run_dir), ckpt]
+    trainer = build_trainer(cfg, run_dir, callbacks, loggers, dm.val_set is not None)
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if cfg.run.resume and last.exists() else None)
     if trainer.is_global_zero:
@@ -128,6 +129,21 @@ def train(cfg: Config) -> TrainResult:
         "divergence": monitor.latest,
     })
     return TrainResult(run_dir, module, tok, metrics)
+
+
+def eval_callbacks(cfg: Config, tokenizer, run_dir: Path) -> list:
+    """Safety and utility callbacks when ``eval.during_training`` (each only if enabled)."""
+    if not cfg.eval.during_training or not (cfg.eval.safety or cfg.eval.utility):
+        return []
+    from lat.evaluation.callbacks import Evaluator, SafetyEvalCallback, UtilityEvalCallback
+
+    ev, e = Evaluator(cfg), cfg.eval
+    out = []
+    if e.safety:
+        out.append(SafetyEvalCallback(ev, tokenizer, e.every_n_epochs, run_dir, e.sample_table_rows))
+    if e.utility:
+        out.append(UtilityEvalCallback(ev, tokenizer, e.every_n_epochs, run_dir, e.sample_table_rows))
+    return out
 
 
 def save_final(module: LookAheadModule, tokenizer, run_dir: Path, cfg: Config) -> None:
