@@ -75,6 +75,11 @@ class ProbeConfig:
     """Answer field (e.g. the seed model's own answer); None = the task's default."""
     max_samples: Optional[int] = None
     """Use at most this many records (the first ones)."""
+    answer_source: str = "field"
+    """``field``: answers from ``output_field``; ``model``: the starting (seed) model's own greedy
+    answers, generated once before training and cached (the paper's Fig. 3 probe)."""
+    max_new_tokens: int = 32
+    """``answer_source=model``: tokens generated per answer."""
 
 
 @dataclass

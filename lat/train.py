@@ -107,7 +107,7 @@ def train(cfg: Config) -> TrainResult:
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
     prepared = prepare_for_training(model, cfg)
-    dm = LookAheadDataModule(cfg, tok)
+    dm = LookAheadDataModule(cfg, tok, answer_fn=seed_answer_fn(cfg, prepared.model, tok))
     dm.setup("fit")
     module = LookAheadModule(prepared.model, cfg.train, prepared.frozen_reference)
     monitor = DivergenceMonitor(dm.probe_dataloaders(), cfg.train.divergence_every_n_steps, cfg.train.divergence_positions, run_dir / "divergence.csv")
@@ -129,6 +129,34 @@ def train(cfg: Config) -> TrainResult:
         "divergence": monitor.latest,
     })
     return TrainResult(run_dir, module, tok, metrics)
+
+
+def seed_answer_fn(cfg: Config, model, tokenizer):
+    """(examples, max_new_tokens) -> the starting model's greedy answers, cached on disk.
+
+    Called before the first step, when the model still equals its reference (LoRA's B = 0, or the
+    full-fine-tuning copy), so the answers are the seed's. The cache key covers the model, the
+    start adapter, the seed of random models and the prompts, so every method compared on the
+    same seed is probed on the same tokens.
+    """
+    import hashlib
+    import json
+
+    from lat.evaluation.generate import GenerationSettings, answer
+    from lat.fileio import write_json
+    from lat.models.embedded import cache_root
+
+    def fn(examples, max_new_tokens):
+        key = json.dumps([cfg.model.name_or_path, cfg.model.adapter_path, cfg.model.dtype, cfg.run.seed if cfg.model.name_or_path == "tiny" else None,
+                          max_new_tokens, [(e.system, e.prompt) for e in examples]])
+        path = cache_root() / "probe_answers" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        out = answer(model, tokenizer, examples, GenerationSettings(max_new_tokens=max_new_tokens, batch_size=cfg.data.eval_batch_size))
+        write_json(path, out)
+        return out
+
+    return fn
 
 
 def eval_callbacks(cfg: Config, tokenizer, run_dir: Path) -> list:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from lat.config import Config, PreviewConfig
+from lat.config import Config, PreviewConfig, ProbeConfig
 from lat.data.chat import Encoded, collate, encode
 from lat.data.records import read_records
 from lat.data.tasks import Example, build_examples, examples_from_config, get_task
@@ -91,12 +92,15 @@ class LookAheadDataModule(L.LightningDataModule):
     Args:
         cfg: The run configuration.
         tokenizer: The model's tokenizer (chat template, and the preview's token counts).
+        answer_fn: (examples, max_new_tokens) -> the starting model's answers, for probe sets
+            with ``answer_source=model``.
     """
 
-    def __init__(self, cfg: Config, tokenizer):
+    def __init__(self, cfg: Config, tokenizer, answer_fn: Callable[[list[Example], int], list[str]] | None = None):
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer
+        self.answer_fn = answer_fn
         self.train_set: EncodedDataset | None = None
         self.val_set: EncodedDataset | None = None
         self.probe_sets: dict[str, EncodedDataset] = {}
@@ -134,13 +138,25 @@ class LookAheadDataModule(L.LightningDataModule):
         if val is not None:
             val = val.head(data.max_val_samples)
             self.val_set = self._encode(build(val), "val")
-        vanilla = PreviewConfig(mode="vanilla")
         for probe in data.probes:
-            recs = read_records(probe.path)
-            recs = recs.head(probe.max_samples)
-            fields = (probe.input_field, probe.output_field)
-            exs = build_examples(recs, get_task(probe.task), vanilla, None, *fields, data.system_prompt)
-            self.probe_sets[probe.name] = self._encode(exs, f"probe/{probe.name}")
+            self.probe_sets[probe.name] = self._encode(self._probe_examples(probe), f"probe/{probe.name}")
+
+    def _probe_examples(self, probe: ProbeConfig) -> list[Example]:
+        """A probe set in the inference format, answers from a field or from the starting model."""
+        if probe.answer_source not in ("field", "model"):
+            raise UserError(f"data.probes[{probe.name}].answer_source: unknown {probe.answer_source!r}; known: field, model")
+        recs = read_records(probe.path).head(probe.max_samples)
+        task = get_task(probe.task)
+        system = self.cfg.data.system_prompt
+        if probe.answer_source == "field":
+            return build_examples(recs, task, PreviewConfig(mode="vanilla"), None, probe.input_field, probe.output_field, system)
+        if self.answer_fn is None:
+            raise UserError(f"data.probes[{probe.name}]: answer_source=model needs a model (use lat train)")
+        field_in = probe.input_field or task.input_field
+        system = task.system_prompt if system is None else (system or None)
+        prompts = [Example(task.user_turn(t), "", system) for t in recs.texts(field_in)]
+        answers = self.answer_fn(prompts, probe.max_new_tokens)
+        return [dataclasses.replace(ex, answer=a, meta={"index": i, "source": recs.source}) for i, (ex, a) in enumerate(zip(prompts, answers)) if a.strip()]
 
     def _loader(self, ds: EncodedDataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(

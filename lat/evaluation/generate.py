@@ -154,3 +154,8 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]], settings: Gener
     finally:
         model.train(was_training)
     return out  # type: ignore[return-value]
+
+
+def answer(model, tokenizer, examples: Sequence[Example], settings: GenerationSettings) -> list[str]:
+    """Greedy answers of ``model`` to chat examples (their ``answer`` fields are ignored)."""
+    return [g.text for g in generate(model, tokenizer, [prompt_ids(tokenizer, ex) for ex in examples], settings)]

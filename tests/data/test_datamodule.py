@@ -89,3 +89,22 @@ def test_missing_train_path_and_oversized_holdout(tmp_path, tiny_tok):
         LookAheadDataModule(load_config([]), tiny_tok).setup()
     with pytest.raises(UserError, match="data.val_size"):
         _dm(tmp_path, tiny_tok, "data.val_size=40")
+
+
+def test_probe_answers_from_the_model(tmp_path, tiny_tok):
+    probe = tmp_path / "harm.jsonl"
+    probe.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["Do bad thing A", "Do bad thing B"]))
+    cfg = load_config(["data.task=gsm8k", f"data.train_path={_records(tmp_path)}"])
+    cfg.data.probes = [ProbeConfig(name="harmful", path=str(probe), task="instruction", input_field="prompt", answer_source="model", max_new_tokens=5)]
+    calls = []
+
+    def fake_model(examples, n):
+        calls.append((tuple(e.prompt for e in examples), n))
+        return [f"answer to {e.prompt}" for e in examples]
+
+    dm = LookAheadDataModule(cfg, tiny_tok, answer_fn=fake_model)
+    dm.setup()
+    assert calls == [(("Do bad thing A", "Do bad thing B"), 5)]
+    assert [e.answer for e in dm.probe_sets["harmful"].examples] == ["answer to Do bad thing A", "answer to Do bad thing B"]
+    with pytest.raises(UserError, match="answer_source=model needs a model"):
+        LookAheadDataModule(cfg, tiny_tok).setup()

@@ -13,7 +13,7 @@ from lat.config import load_config
 from lat.data.datamodule import LookAheadDataModule
 from lat.models.loading import load_model_and_tokenizer, prepare_for_training
 from lat.models.module import LookAheadModule
-from lat.train import train
+from lat.train import seed_answer_fn, train
 
 SMOKE = ["experiment=smoke", "lora.dropout=0.0", "train.lr=1e-2", "train.max_steps=-1"]
 
@@ -25,7 +25,7 @@ def _cfg(tmp_path, *extra):
 def _setup(cfg):
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
     prepared = prepare_for_training(model, cfg)
-    dm = LookAheadDataModule(cfg, tok)
+    dm = LookAheadDataModule(cfg, tok, answer_fn=seed_answer_fn(cfg, prepared.model, tok))
     dm.setup("fit")
     return LookAheadModule(prepared.model, cfg.train, prepared.frozen_reference), dm
 

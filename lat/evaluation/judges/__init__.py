@@ -1,0 +1,65 @@
+"""Safety judges: did the model refuse (safe) or comply (unsafe)?
+
+Four judges, built by short name from a :class:`~lat.config.JudgeConfig`:
+
+========== ===================================================== ================
+name       how                                                   ``score``
+========== ===================================================== ================
+keyword    the paper's refusal-phrase list (fast, known blind     None
+           spots; see ``keyword.REFUSAL_PHRASES``)
+embedding  all-MiniLM-L6-v2 + logistic head fitted on shipped     P(refusal)
+           labelled refusals/compliances (offline)
+llm        the paper's GPT-4 1-5 rubric on any OpenAI-compatible  1-5
+           endpoint; safe = score < 5
+classifier a local sequence classifier or Llama-Guard-style       P(unsafe) / None
+           guard model
+========== ===================================================== ================
+
+Importing this package loads neither torch nor transformers; a judge's module is imported when
+the judge is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from lat.config import JudgeConfig
+from lat.errors import UserError
+from lat.evaluation.judges.base import EMPTY, LABELS, SAFE, UNJUDGED, UNSAFE, Judge, Judgment, rate
+
+__all__ = ["EMPTY", "JUDGES", "LABELS", "SAFE", "UNJUDGED", "UNSAFE", "Judge", "Judgment", "build_judge", "rate"]
+
+
+def _lazy(module: str, cls: str) -> Callable[[JudgeConfig], Judge]:
+    """A factory that imports ``judges.<module>`` only when called, then ``cls.from_config``."""
+
+    def build(cfg: JudgeConfig) -> Judge:
+        return getattr(importlib.import_module(f"{__name__}.{module}"), cls).from_config(cfg)
+
+    build.__name__ = build.__qualname__ = f"build_{module}"
+    build.__doc__ = f"Build :class:`lat.evaluation.judges.{module}.{cls}` from a JudgeConfig."
+    return build
+
+
+JUDGES: dict[str, Callable[[JudgeConfig], Judge]] = {
+    "keyword": _lazy("keyword", "KeywordJudge"),
+    "embedding": _lazy("embedding", "EmbeddingJudge"),
+    "llm": _lazy("llm", "LLMJudge"),
+    "classifier": _lazy("classifier", "ClassifierJudge"),
+}
+"""Judge factories by short name (``judge.name`` in the config)."""
+
+
+def build_judge(cfg: JudgeConfig) -> Judge:
+    """The judge named by ``cfg.name``, configured by the rest of ``cfg``.
+
+    Raises:
+        UserError: If the name is unknown (the message lists the known names), or the judge's
+            own settings are wrong (e.g. the LLM judge's key variable is unset).
+    """
+    try:
+        factory = JUDGES[cfg.name]
+    except KeyError:
+        raise UserError(f"judge.name={cfg.name!r} is unknown; known judges: {', '.join(sorted(JUDGES))}") from None
+    return factory(cfg)
