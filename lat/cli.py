@@ -126,6 +126,26 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- lat align / lat run
+def _align(args: argparse.Namespace) -> int:
+    from lat.align import report_seed
+    from lat.config import load_config
+    from lat.evaluate import format_metrics
+
+    folder, metrics = report_seed(load_config(args.overrides))
+    print(format_metrics(metrics))
+    print(folder)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from lat.config import load_config
+    from lat.pipeline import run_experiment
+
+    print(run_experiment(load_config(args.overrides)))
+    return 0
+
+
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], bool]
 
 COMMANDS: dict[str, Command] = {
@@ -133,6 +153,8 @@ COMMANDS: dict[str, Command] = {
     "config": ("print the resolved configuration", _config_args, _config, True),
     "train": ("fine-tune one model into runs/<name>/", _train_args, _train, True),
     "eval": ("evaluate a model (base, seed, or base + adapter) without training", _config_args, _eval, True),
+    "align": ("build (once) and report the safety-aligned seed from the base model", _config_args, _align, True),
+    "run": ("the main job: seed -> fine-tune each method -> evaluate -> table and plots", _config_args, _run, True),
 }
 """name -> (help, add arguments, handler, takes ``--key=value`` overrides)."""
 

@@ -33,8 +33,12 @@ ROOT = Path(__file__).resolve().parents[2]
 GSM8K = ROOT.parent / "shared" / "datasets" / "gsm8k" / "train.jsonl"
 
 
-def fixed_length_examples(tok, n: int, seq_len: int, offset: int = 0):
-    """n GSM8K examples (inference format, vanilla) rendered and cut to exactly seq_len tokens."""
+def fixed_length_examples(tok, n: int, seq_len: int, offset: int = 0, max_answer_tokens: int | None = None):
+    """n GSM8K examples (inference format, vanilla) rendered and cut to exactly seq_len tokens.
+
+    With ``max_answer_tokens`` (probe sets, as LookAheadDataModule builds them) the examples that
+    reach seq_len are then cut after that many answer tokens.
+    """
     from lat.config import PreviewConfig
     from lat.data.chat import encode
     from lat.data.records import read_records
@@ -47,6 +51,9 @@ def fixed_length_examples(tok, n: int, seq_len: int, offset: int = 0):
     enc = [e for e in enc if len(e.input_ids) == seq_len][:n]
     if len(enc) < n:
         raise SystemExit(f"only {len(enc)} examples reach {seq_len} tokens")
+    if max_answer_tokens is not None:
+        cut = [e.answer_start + min(max_answer_tokens, len(e.input_ids) - e.answer_start) for e in enc]
+        enc = [type(e)(e.input_ids[:c], e.labels[:c], e.answer_start, len(e.input_ids) - c) for e, c in zip(enc, cut)]
     return enc
 
 
@@ -122,7 +129,7 @@ def run_lat(args, cfg, monitor: bool, reference_every_step: bool) -> dict:
     callbacks: list = [Clock()]
     mon = None
     if monitor:
-        probes = fixed_length_examples(tok, 64, args.seq_len, offset=6000)
+        probes = fixed_length_examples(tok, 64, args.seq_len, offset=6000, max_answer_tokens=cfg.train.divergence_positions)
         mon = DivergenceMonitor({"gsm8k": DataLoader(probes, batch_size=16, collate_fn=col)},
                                 cfg.train.divergence_every_n_steps, cfg.train.divergence_positions, None)
         callbacks.insert(0, mon)

@@ -58,7 +58,7 @@ class Encoded:
         input_ids: (T,) prompt then answer-span token ids.
         labels: (T,) -100 on prompt tokens, token ids on the answer span.
         answer_start: Index of the first answer token (== number of prompt tokens).
-        truncated: Answer tokens cut to fit ``max_length``.
+        truncated: Answer tokens cut (to fit ``max_length`` or ``max_answer_tokens``).
     """
 
     input_ids: list[int]
@@ -67,7 +67,9 @@ class Encoded:
     truncated: int = 0
 
 
-def encode(tokenizer, examples: Sequence[Example], max_length: int | None = None) -> tuple[list[Encoded], list[int]]:
+def encode(
+    tokenizer, examples: Sequence[Example], max_length: int | None = None, max_answer_tokens: int | None = None
+) -> tuple[list[Encoded], list[int]]:
     """Tokenize examples in batch and build their labels.
 
     The prompt is tokenized on its own (as at inference) and the full text in one piece; when the
@@ -80,6 +82,7 @@ def encode(tokenizer, examples: Sequence[Example], max_length: int | None = None
         tokenizer: A Hugging Face tokenizer with a chat template.
         examples: N examples.
         max_length: Maximum tokens per example (None = no limit).
+        max_answer_tokens: Keep at most this many answer tokens (None = all).
 
     Returns:
         (encoded examples, indices of dropped examples).
@@ -96,6 +99,7 @@ def encode(tokenizer, examples: Sequence[Example], max_length: int | None = None
     for i, (p, f) in enumerate(zip(prompts, fulls)):
         n_answer = len(f) - len(p)
         keep = n_answer if max_length is None else min(n_answer, max_length - len(p))
+        keep = keep if max_answer_tokens is None else min(keep, max_answer_tokens)
         if keep < 1:
             dropped.append(i)
             continue

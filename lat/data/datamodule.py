@@ -106,8 +106,8 @@ class LookAheadDataModule(L.LightningDataModule):
         self.probe_sets: dict[str, EncodedDataset] = {}
         self.stats: dict[str, int] = {}
 
-    def _encode(self, examples: list[Example], name: str) -> EncodedDataset:
-        encoded, dropped = encode(self.tokenizer, examples, self.cfg.data.max_length)
+    def _encode(self, examples: list[Example], name: str, max_answer_tokens: int | None = None) -> EncodedDataset:
+        encoded, dropped = encode(self.tokenizer, examples, self.cfg.data.max_length, max_answer_tokens)
         gone = set(dropped)
         kept = [ex for i, ex in enumerate(examples) if i not in gone]
         self.stats[f"{name}/examples"] = len(encoded)
@@ -139,7 +139,9 @@ class LookAheadDataModule(L.LightningDataModule):
             val = val.head(data.max_val_samples)
             self.val_set = self._encode(build(val), "val")
         for probe in data.probes:
-            self.probe_sets[probe.name] = self._encode(self._probe_examples(probe), f"probe/{probe.name}")
+            # Only answer positions 1..T are measured and the model is causal: later tokens
+            # cannot change them, so probe rows stop after T answer tokens.
+            self.probe_sets[probe.name] = self._encode(self._probe_examples(probe), f"probe/{probe.name}", self.cfg.train.divergence_positions)
 
     def _probe_examples(self, probe: ProbeConfig) -> list[Example]:
         """A probe set in the inference format, answers from a field or from the starting model."""

@@ -52,6 +52,8 @@ class Task:
         user_template: Python format string for the user turn; ``{input}`` is the instruction.
         strip: Strip surrounding whitespace from instruction and answer (as the SAMSum formatter does).
         context_field: Optional field appended to the instruction after a blank line when non-empty.
+        system_field: Optional per-record system prompt field (used when the config sets none;
+            an empty string means no system turn).
     """
 
     name: str
@@ -61,6 +63,7 @@ class Task:
     user_template: str = "{input}"
     strip: bool = False
     context_field: Optional[str] = None
+    system_field: Optional[str] = None
 
     def user_turn(self, instruction: str, context: str = "") -> str:
         """The user message for one instruction (already previewed)."""
@@ -84,7 +87,7 @@ TASKS: dict[str, Task] = {
         user_template="Summarize this dialog:\n{input}",
         strip=True,
     ),
-    "instruction": Task("instruction", "instruction", "output", None, context_field="input"),
+    "instruction": Task("instruction", "instruction", "output", None, context_field="input", system_field="system"),
 }
 
 
@@ -135,9 +138,13 @@ def build_examples(
         if not isinstance(c, str):
             raise UserError(f"{records.source}: {records.locations[i]}: field {task.context_field!r}: expected a string")
     out: Previewed = apply_preview(instructions, answers, preview, tokenizer)
-    system = task.system_prompt if system_prompt is None else (system_prompt or None)
+    default_system = task.system_prompt if system_prompt is None else (system_prompt or None)
+    per_record = system_prompt is None and task.system_field is not None
     examples = []
     for i, (ins, ans, ctx) in enumerate(zip(out.instructions, out.answers, contexts)):
+        system = default_system
+        if per_record and isinstance(records.records[i].get(task.system_field), str):
+            system = records.records[i][task.system_field] or None
         meta = {"index": i, "source": records.source, "raw_answer": answers[i]}
         if out.m is not None:
             meta["m"] = out.m[i]

@@ -51,7 +51,23 @@ def load_harmful(path: str, cfg: EvalConfig) -> list[HarmfulItem]:
         cat = rec.get(cfg.harmful_category_field) or "all"
         resp = rs.text(i, cfg.harmful_response_field, allow_empty=True) if cfg.harmful_response_field in rec else None
         items.append(HarmfulItem(prompt, str(cat), resp if resp and resp.strip() else None))
-    return items[: cfg.max_samples] if cfg.max_samples else items
+    return balanced_head(items, cfg.max_samples)
+
+
+def balanced_head(items: Sequence[HarmfulItem], n: int | None) -> list[HarmfulItem]:
+    """The first ``n`` items taken round-robin over categories (file order within each), so a
+    capped evaluation still covers every category."""
+    if not n or n >= len(items):
+        return list(items)
+    by_cat: dict[str, list[HarmfulItem]] = {}
+    for it in items:
+        by_cat.setdefault(it.category, []).append(it)
+    out: list[HarmfulItem] = []
+    depth = 0
+    while len(out) < n:
+        out += [group[depth] for group in by_cat.values() if depth < len(group)][: n - len(out)]
+        depth += 1
+    return out
 
 
 def slug(text: str) -> str:
@@ -64,44 +80,60 @@ def _rate(labels: Sequence[str]) -> float | None:
     return safe / (safe + unsafe) if safe + unsafe else None
 
 
-def _judge_and_record(judge, items, prefixes: list[str], gens: list[Generation], metric: str) -> list[dict]:
+def _judge_and_record(judges: dict, items, prefixes: list[str], gens: list[Generation], metric: str) -> list[dict]:
+    """Judge prefix + continuation with every judge; the first judge gives ``label``/``score``."""
     responses = [p + g.text for p, g in zip(prefixes, gens)]
-    judgments = judge.judge([it.prompt for it in items], responses)
-    return [
-        {"metric": metric, "prompt": it.prompt, "category": it.category, "prefix": p, "response": r,
-         "label": j.label, "score": j.score, "detail": j.detail, "empty": not g.text.strip(), "cut_tokens": g.cut_tokens}
-        for it, p, r, g, j in zip(items, prefixes, responses, gens, judgments)
-    ]
+    prompts = [it.prompt for it in items]
+    verdicts = {name: judge.judge(prompts, responses) for name, judge in judges.items()}
+    first = next(iter(verdicts))
+    rows = []
+    for i, (it, p, r, g) in enumerate(zip(items, prefixes, responses, gens)):
+        j = verdicts[first][i]
+        row = {"metric": metric, "prompt": it.prompt, "category": it.category, "prefix": p, "response": r,
+               "label": j.label, "score": j.score, "detail": j.detail, "empty": not g.text.strip(), "cut_tokens": g.cut_tokens}
+        row.update({f"label_{name}": v[i].label for name, v in verdicts.items() if name != first})
+        rows.append(row)
+    return rows
 
 
-def _summary(name: str, rows: list[dict]) -> dict[str, float]:
+def _summary(name: str, rows: list[dict], extra_judges: Sequence[str] = ()) -> dict[str, float]:
     labels = [r["label"] for r in rows]
     out = {f"safety/{name}": _rate(labels), f"safety/{name}/unjudged": labels.count("unjudged"),
            f"safety/{name}/empty": sum(r["empty"] for r in rows), f"safety/{name}/n": len(rows)}
     for cat in sorted({r["category"] for r in rows}):
         out[f"safety/{name}/{slug(cat)}"] = _rate([r["label"] for r in rows if r["category"] == cat])
+    for judge in extra_judges:
+        extra = [r[f"label_{judge}"] for r in rows]
+        out[f"safety/{judge}/{name}"] = _rate(extra)
+        out[f"safety/{judge}/{name}/unjudged"] = extra.count("unjudged")
     return out
 
 
 def evaluate_safety(model, tokenizer, items: Sequence[HarmfulItem], judge, cfg: EvalConfig, progress: bool = False) -> tuple[dict, list[dict]]:
     """RSR and JSR@k for every configured k.
 
+    Args:
+        judge: One judge, or ``{name: judge}`` with the primary judge first (the others give
+            ``safety/<name>/rsr`` ... on the same generations).
+
     Returns:
         (flat metrics, per-example sample records).
     """
+    judges = judge if isinstance(judge, dict) else {getattr(judge, "name", "judge"): judge}
+    extra = list(judges)[1:]
     settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress)
     examples = [Example(it.prompt, "", cfg.system_prompt or None) for it in items]
     gens = generate(model, tokenizer, [prompt_ids(tokenizer, ex) for ex in examples], settings)
-    rows = _judge_and_record(judge, items, [""] * len(items), gens, "rsr")
-    metrics = _summary("rsr", rows)
+    rows = _judge_and_record(judges, items, [""] * len(items), gens, "rsr")
+    metrics = _summary("rsr", rows, extra)
     attackable = [(it, ex) for it, ex in zip(items, examples) if it.response]
     for k in cfg.jsr_k:
         pre = [prefix_ids(tokenizer, it.response, k) for it, _ in attackable]
         prompts = [prompt_ids(tokenizer, ex, p) for (_, ex), p in zip(attackable, pre)]
         gens = generate(model, tokenizer, prompts, settings)
         texts = [tokenizer.decode(p, skip_special_tokens=True) for p in pre]
-        jrows = _judge_and_record(judge, [it for it, _ in attackable], texts, gens, f"jsr@{k}")
-        metrics.update(_summary(f"jsr@{k}", jrows))
+        jrows = _judge_and_record(judges, [it for it, _ in attackable], texts, gens, f"jsr@{k}")
+        metrics.update(_summary(f"jsr@{k}", jrows, extra))
         rows += jrows
     metrics["safety/prompts_cut"] = sum(r["cut_tokens"] > 0 for r in rows)
     return metrics, rows

@@ -42,15 +42,19 @@ class Evaluator:
         e = cfg.eval
         self.cfg = e
         self.items: list[HarmfulItem] = []
-        self.judge = None
+        self.judges: dict = {}
         if e.safety:
             path = e.harmful_path or _shipped(SHIPPED_HARMFUL)
             if path is None:
                 raise UserError("eval.harmful_path: not set (and no shipped harmful set); or pass eval.safety=false")
             self.items = load_harmful(path, e)
+            import dataclasses
+
             from lat.evaluation.judges import build_judge
 
-            self.judge = build_judge(e.judge)
+            self.judges = {e.judge.name: build_judge(e.judge)}
+            for name in e.extra_judges:
+                self.judges[name] = build_judge(dataclasses.replace(e.judge, name=name))
         self.utility_task = e.utility_task or cfg.data.task
         self.utility_records: RecordSet | None = None
         if e.utility:
@@ -63,7 +67,7 @@ class Evaluator:
         """RSR / JSR@k metrics and samples (empty when safety is off)."""
         if not self.items:
             return {}, []
-        return evaluate_safety(model, tokenizer, self.items, self.judge, self.cfg, progress)
+        return evaluate_safety(model, tokenizer, self.items, self.judges, self.cfg, progress)
 
     def utility(self, model, tokenizer, progress: bool = False) -> tuple[dict, list[dict]]:
         """Utility metrics and samples (empty when utility is off)."""

@@ -21,9 +21,18 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from lat.fileio import write_text
-from lat.models.divergence import METRICS, DivergenceAccumulator
+from lat.models.divergence import METRICS, DivergenceAccumulator, position_sums, select_positions
 
 CSV_FIELDS = ["epoch", "step", "probe", "position", "count", *METRICS]
+
+
+def zero_sums(labels, max_positions: int) -> dict:
+    """Per-position sums of a batch whose divergence is identically zero (counts only)."""
+    import torch
+
+    _, _, positions = select_positions(labels, max_positions)
+    zeros = torch.zeros(positions.shape, dtype=torch.float64)
+    return position_sums({m: zeros for m in METRICS}, positions, max_positions)
 
 
 def metric_key(probe: str, primary: bool, metric: str, position: int) -> str:
@@ -51,13 +60,21 @@ class DivergenceMonitor(L.Callback):
         self.latest: dict[str, dict[str, list]] = {}
         self._done_at: int | None = None
 
-    def measure(self, module, probe: str) -> dict[str, list]:
-        """Means per position for one probe set (model put in eval mode for the pass)."""
+    def measure(self, module, probe: str, at_start: bool = False) -> dict[str, list]:
+        """Means per position for one probe set (model put in eval mode for the pass).
+
+        At the start of training the tuned model *is* its reference (LoRA's B = 0, or an exact
+        frozen copy), so every divergence is exactly 0 and only the token counts are needed;
+        ``tests/models/test_training.py`` checks that premise with real forward passes.
+        """
         acc = DivergenceAccumulator(self.max_positions)
         was_training = module.training
         module.eval()
         try:
             for batch in self.loaders[probe]:
+                if at_start:
+                    acc.add(zero_sums(batch["labels"], self.max_positions))
+                    continue
                 batch = {k: v.to(module.device) for k, v in batch.items()}
                 acc.add(module.probe_divergence(batch, self.max_positions))
         finally:
@@ -72,7 +89,7 @@ class DivergenceMonitor(L.Callback):
         self._done_at = step
         metrics: dict[str, float] = {}
         for i, probe in enumerate(self.loaders):
-            curve = self.measure(module, probe)
+            curve = self.measure(module, probe, at_start=step == 0 and not self.rows)
             self.latest[probe] = curve
             for t in range(self.max_positions):
                 row = {"epoch": epoch, "step": step, "probe": probe, "position": t + 1, "count": curve["count"][t]}

@@ -95,3 +95,13 @@ def test_record_eval_appends(tmp_path):
     assert out["safety/rsr"] == 0.75 and [e["step"] for e in out["evals"]] == [10, 20]
     lines = [json.loads(x) for x in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert [(x["epoch"], x["prompt"]) for x in lines] == [(0, "a"), (1, "b")]
+
+
+def test_capped_harmful_sets_cover_every_category():
+    from lat.evaluation.benchmarks import balanced_head
+
+    items = [HarmfulItem(f"{c}{i}", c) for c in "abc" for i in range(4)]
+    assert [it.prompt for it in balanced_head(items, 5)] == ["a0", "b0", "c0", "a1", "b1"]
+    assert balanced_head(items, None) == items and balanced_head(items, 99) == items
+    shipped = load_harmful("pkg:assets/harmful_eval.jsonl", EvalConfig(max_samples=22))
+    assert len({it.category for it in shipped}) == 11

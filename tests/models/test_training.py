@@ -107,6 +107,12 @@ def test_run_outputs_checkpoint_and_adapter(tmp_path):
     assert metrics["params/trainable"] < metrics["params/total"] and metrics["global_step"] == 2
     rows = list(csv.DictReader(open(run / "divergence.csv")))
     assert {r["step"] for r in rows} == {"0", "2"} and rows[0]["kl"] == "0.0"
+    # step 0 is recorded without forward passes; its counts must equal the real ones
+    module, dm = _setup(_cfg(tmp_path, "run.name=counts"))
+    real = sum(module.probe_divergence(b, 16)["count"] for b in dm.probe_dataloaders()["harmful"])
+    assert [int(r["count"]) for r in rows if r["step"] == "0" and r["probe"] == "harmful"] == [int(c) for c in real]
+    # probe rows stop after divergence_positions answer tokens
+    assert all(len(e.input_ids) - e.answer_start <= 16 for e in dm.probe_sets["task"].encoded)
 
 
 def test_resume_continues_to_the_same_weights(tmp_path):

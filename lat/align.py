@@ -1,0 +1,128 @@
+"""`lat align`: build the safety-aligned seed from the base model, cache it, report it.
+
+The embedded SmolLM2-135M-Instruct complies with harmful requests, so the LookAhead study needs a
+seed that refuses. The seed is the base after a short LoRA safety SFT, merged:
+
+* harmful requests with varied refusals (``align.safety_path``), and
+* benign requests answered by the *base model itself* (``align.benign_path``; answers generated
+  once, greedy, cached), so alignment teaches refusing without moving benign behaviour,
+* system prompts cycled over the examples (``align.system_prompts``).
+
+The merged seed is saved as an ordinary model folder under ``$LAT_CACHE/seeds/<key>/``; the key
+covers the base, the alignment settings and the data files, so a change rebuilds it, and a
+missing or truncated folder is rebuilt with a message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+from lat.cachedir import ensure_folder
+from lat.config import Config, apply_overrides
+from lat.data.records import read_records, resolve_path, write_records
+from lat.data.tasks import Example
+from lat.evaluation.generate import GenerationSettings, answer
+from lat.fileio import write_json
+from lat.models.embedded import cache_root
+from lat.models.loading import load_model_and_tokenizer
+
+
+def _file_sha(spec: str) -> str:
+    return hashlib.sha256(Path(resolve_path(spec)).read_bytes()).hexdigest()
+
+
+def seed_identity(cfg: Config) -> dict:
+    """What the seed is built from: base model, alignment settings, data file digests."""
+    a = cfg.align
+    return {"model": cfg.model.name_or_path, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter_path,
+            "seed": cfg.run.seed, "align": dataclasses.asdict(a),
+            "data": {"safety": _file_sha(a.safety_path), "benign": _file_sha(a.benign_path)}}
+
+
+def seed_folder(cfg: Config) -> Path:
+    """Where the seed for this config is cached."""
+    key = hashlib.sha256(json.dumps(seed_identity(cfg), sort_keys=True).encode()).hexdigest()[:16]
+    return cache_root() / "seeds" / f"{Path(cfg.model.name_or_path).name}-{key}"
+
+
+def benign_answers(model, tok, prompts: list[str], cfg: Config) -> list[str]:
+    """The base model's own greedy answers to benign prompts (cached by model and prompts)."""
+    key = json.dumps([cfg.model.name_or_path, cfg.model.dtype, cfg.run.seed, cfg.align.benign_max_new_tokens, prompts])
+    path = cache_root() / "benign_answers" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    settings = GenerationSettings(max_new_tokens=cfg.align.benign_max_new_tokens, batch_size=cfg.eval.batch_size, progress=True)
+    out = answer(model, tok, [Example(p, "") for p in prompts], settings)
+    write_json(path, out)
+    return out
+
+
+def alignment_records(cfg: Config, model, tok) -> list[dict]:
+    """Safety (prompt -> refusal) and benign (prompt -> base answer) records with system prompts."""
+    a = cfg.align
+    safety = read_records(a.safety_path).head(a.max_safety)
+    benign = read_records(a.benign_path).head(a.max_benign)
+    pairs = list(zip(safety.texts("prompt"), safety.texts("refusal")))
+    prompts = benign.texts("prompt")
+    pairs += [(p, r) for p, r in zip(prompts, benign_answers(model, tok, prompts, cfg)) if r.strip()]
+    systems = list(a.system_prompts) or [""]
+    return [{"instruction": p, "output": o, "system": systems[i % len(systems)]} for i, (p, o) in enumerate(pairs)]
+
+
+def sft_config(cfg: Config, data_path: Path, root: Path) -> Config:
+    """The training config of the safety SFT (LoRA on the base, no preview, no evaluation)."""
+    a = cfg.align
+    return apply_overrides(cfg, [
+        "data.task=instruction", f"data.train_path={data_path}", "data.val_path=null", "data.val_size=0",
+        "data.max_train_samples=null", "data.probes=[]", "data.system_prompt=null", f"data.batch_size={a.batch_size}",
+        "preview.mode=vanilla", "lora.enabled=true", f"lora.r={a.r}", f"lora.alpha={2 * a.r}",
+        f"train.max_steps={a.steps}", "train.epochs=1000", f"train.lr={a.lr}", "train.divergence_every_n_steps=0",
+        "train.checkpoint_every_n_steps=0", "eval.during_training=false", "logging.wandb_mode=disabled",
+        f"run.root={root}", "run.name=sft", "run.resume=false", "model.adapter_path=null",
+    ])
+
+
+def build_seed(cfg: Config) -> Path:
+    """The aligned seed folder (built once per identity; rebuilt if missing or damaged)."""
+    from lat.train import train
+
+    def build(tmp: Path) -> None:
+        base, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
+        data_path = tmp / "alignment_data.jsonl"
+        write_records(data_path, alignment_records(cfg, base, tok))
+        del base
+        result = train(sft_config(cfg, data_path, tmp))
+        merged = result.module.model.merge_and_unload()
+        merged.save_pretrained(str(tmp))
+        result.tokenizer.save_pretrained(str(tmp))
+
+    return ensure_folder(seed_folder(cfg), seed_identity(cfg), build, "aligned seed")
+
+
+def seed_config(cfg: Config) -> Config:
+    """``cfg`` with the model replaced by the aligned seed (or unchanged when alignment is off)."""
+    if not cfg.align.enabled:
+        return cfg
+    return apply_overrides(cfg, [f"model.name_or_path={build_seed(cfg)}", "model.adapter_path=null"])
+
+
+
+
+def report_seed(cfg: Config) -> tuple[Path, dict]:
+    """Build the seed if needed and evaluate it once (kept in ``<seed>/report.json``)."""
+    from lat.evaluate import load_for_eval
+    from lat.evaluation.callbacks import Evaluator
+
+    folder = build_seed(cfg)
+    report = folder / "report.json"
+    if report.exists():
+        return folder, json.loads(report.read_text())
+    seed = apply_overrides(cfg, [f"model.name_or_path={folder}", "model.adapter_path=null"])
+    evaluator = Evaluator(seed)
+    model, tok = load_for_eval(seed)
+    metrics = {**evaluator.safety(model, tok, progress=True)[0], **evaluator.utility(model, tok, progress=True)[0]}
+    write_json(report, metrics)
+    return folder, metrics

@@ -1,0 +1,77 @@
+"""Cached folders that are complete or absent: built aside, marked last, moved into place.
+
+A folder counts as built only when its marker (written after every other file) names the same
+identity and every file still has its recorded size; anything else is rebuilt. Builds hold a
+lock so two processes never build the same folder at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+try:  # POSIX only; elsewhere builds are simply not serialised.
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+MARKER = "lat_complete.json"
+
+
+def is_complete(folder: Path, identity: dict) -> bool:
+    """Whether ``folder`` was finished for ``identity`` and no file was truncated since."""
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+        if marker.get("identity") != identity:
+            return False
+        return all((folder / name).stat().st_size == size for name, size in marker["files"].items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _write_marker(folder: Path, identity: dict) -> None:
+    files = {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+    (folder / MARKER).write_text(json.dumps({"identity": identity, "files": files}, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def build_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` (released on exit)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def ensure_folder(folder: Path, identity: dict, build: Callable[[Path], None], what: str) -> Path:
+    """Return ``folder``, building it with ``build(tmp_dir)`` first unless it is complete.
+
+    Args:
+        folder: Final location.
+        identity: What the folder must have been built from (compared with its marker).
+        build: Writes every file of the folder into the given temporary directory.
+        what: Name for the one-line message printed when (re)building.
+    """
+    if is_complete(folder, identity):
+        return folder
+    with build_lock(folder.parent / f"{folder.name}.lock"):
+        if is_complete(folder, identity):
+            return folder
+        reason = "missing" if not folder.exists() else "incomplete or outdated"
+        print(f"lat: building {what} at {folder} ({reason})", file=sys.stderr)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            build(tmp)
+            _write_marker(tmp, identity)
+            if folder.exists():
+                shutil.rmtree(folder)
+            tmp.rename(folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder

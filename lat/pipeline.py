@@ -1,0 +1,70 @@
+"""`lat run`: seed -> methods -> evaluations -> results table and plots, resumable by stage.
+
+Stages, each finished stage marked by a ``DONE`` file in its folder so an interrupted run
+resumes where it stopped (a half-trained method resumes from its last checkpoint):
+
+1. the aligned seed (``lat align``; cached across runs under ``$LAT_CACHE/seeds``);
+2. ``<root>/seed``: evaluation of the seed itself;
+3. ``<root>/<method>``: one fine-tuning per configured method, starting from the seed, evaluated
+   at the end of training;
+4. ``<root>/results.{md,csv,json}``, ``kl_per_position.png``, ``safety_vs_utility.png``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from lat.align import seed_config
+from lat.config import Config, apply_overrides, to_yaml
+from lat.fileio import write_text
+from lat.report import plot_kl, plot_safety_utility, results_table, write_tables
+from lat.rundir import run_name
+
+DONE = "DONE"
+
+
+def _say(msg: str) -> None:
+    print(f"lat run: {msg}", file=sys.stderr, flush=True)
+
+
+def _stage(folder: Path, what: str, fn) -> None:
+    if (folder / DONE).exists():
+        _say(f"{what}: done earlier, kept ({folder})")
+        return
+    start = time.perf_counter()
+    _say(f"{what}: starting")
+    fn()
+    write_text(folder / DONE, f"{time.perf_counter() - start:.1f} s\n")
+    _say(f"{what}: finished in {time.perf_counter() - start:.0f} s")
+
+
+def method_config(seed: Config, root: Path, name: str, overrides: list[str]) -> Config:
+    """The seed config with a method's overrides, placed in ``root/name`` (resuming if started)."""
+    started = (root / name / "config.yaml").exists()
+    return apply_overrides(seed, [*overrides, f"run.root={root}", f"run.name={name}", f"run.resume={str(started).lower()}"], f"method {name}")
+
+
+def run_experiment(cfg: Config) -> Path:
+    """Run (or resume) the whole comparison; returns the experiment folder."""
+    from lat.evaluate import evaluate
+    from lat.train import train
+
+    root = Path(cfg.run.root) / (cfg.run.name or cfg.experiment or run_name(cfg))
+    root.mkdir(parents=True, exist_ok=True)
+    write_text(root / "experiment.yaml", to_yaml(cfg))
+    start = time.perf_counter()
+    seed = seed_config(cfg)
+    runs = {"seed": root / "seed"}
+    _stage(runs["seed"], "evaluate seed", lambda: evaluate(method_config(seed, root, "seed", []), progress=False))
+    for method in cfg.methods:
+        runs[method.name] = root / method.name
+        _stage(runs[method.name], f"fine-tune {method.name}", lambda m=method: train(method_config(seed, root, m.name, list(m.overrides))))
+    rows = results_table(runs)
+    paths = write_tables(rows, root)
+    plot_kl({k: v for k, v in runs.items() if k != "seed"}, root / "kl_per_position.png", max_position=cfg.train.divergence_positions)
+    plot_safety_utility(rows, root / "safety_vs_utility.png")
+    _say(f"all stages done in {time.perf_counter() - start:.0f} s this call")
+    print(paths["md"].read_text())
+    return root

@@ -1,0 +1,65 @@
+"""The main job on the tiny model: `lat run experiment=smoke` end to end, resume, seed cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lat.align import build_seed, seed_folder
+from lat.cachedir import MARKER
+from lat.config import load_config
+from lat.pipeline import DONE, run_experiment
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_smoke_main_job_end_to_end_and_resume(tmp_path, cache, capsys):
+    cfg = load_config(["experiment=smoke", f"run.root={tmp_path / 'runs'}"])
+    root = run_experiment(cfg)
+    assert root == tmp_path / "runs" / "smoke"
+    for name in ("seed", "vanilla", "real", "virtual"):
+        assert (root / name / DONE).exists() and (root / name / "metrics.json").exists()
+    for name in ("vanilla", "real", "virtual"):
+        assert (root / name / "adapter" / "adapter_config.json").exists()
+        assert "safety/rsr" in json.loads((root / name / "metrics.json").read_text())
+    rows = json.loads((root / "results.json").read_text())
+    assert [r["method"] for r in rows] == ["seed", "vanilla", "real", "virtual"]
+    assert all("safety/rsr" in r and "safety/jsr@3" in r and "utility/gsm8k_acc" in r for r in rows)
+    assert all("kl/pos_01" in r for r in rows[1:])
+    assert (root / "results.md").read_text().startswith("| method |")
+    assert (root / "kl_per_position.png").stat().st_size > 1000
+    assert (root / "safety_vs_utility.png").stat().st_size > 1000
+    # the methods started from the seed, not from the base
+    seed_dir = seed_folder(cfg)
+    assert json.loads((seed_dir / MARKER).read_text())["identity"]["model"] == "tiny"
+    assert f"name_or_path: {seed_dir}" in (root / "real" / "config.yaml").read_text()
+    # a second call keeps every finished stage
+    capsys.readouterr()
+    run_experiment(cfg)
+    err = capsys.readouterr().err
+    assert err.count("done earlier, kept") == 4
+
+
+def test_interrupted_method_is_resumed_not_recomputed(tmp_path, cache):
+    cfg = load_config(["experiment=smoke", f"run.root={tmp_path / 'runs'}", "methods=[{name: vanilla, overrides: [preview.mode=vanilla]}]"])
+    root = run_experiment(cfg)
+    (root / "vanilla" / DONE).unlink()  # as if killed after training, before the stage was marked
+    before = (root / "seed" / "metrics.json").read_text()
+    run_experiment(cfg)
+    assert (root / "vanilla" / DONE).exists()
+    assert (root / "seed" / "metrics.json").read_text() == before
+
+
+def test_damaged_seed_is_rebuilt_with_a_message(tmp_path, cache, capsys):
+    cfg = load_config(["experiment=smoke"])
+    folder = build_seed(cfg)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    capsys.readouterr()
+    assert build_seed(cfg) == folder
+    assert "building aligned seed" in capsys.readouterr().err and weights.stat().st_size > 100
