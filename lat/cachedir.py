@@ -63,6 +63,8 @@ def ensure_folder(folder: Path, identity: dict, build: Callable[[Path], None], w
     with build_lock(folder.parent / f"{folder.name}.lock"):
         if is_complete(folder, identity):
             return folder
+        for stale in folder.parent.glob(f".{folder.name}.*"):  # left by a killed build
+            shutil.rmtree(stale, ignore_errors=True)
         reason = "missing" if not folder.exists() else "incomplete or outdated"
         print(f"lat: building {what} at {folder} ({reason})", file=sys.stderr)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))

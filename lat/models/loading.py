@@ -147,10 +147,12 @@ def prepare_for_training(model: nn.Module, cfg: Config) -> Prepared:
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
+    # from_pretrained returns eval mode and Lightning no longer switches it: without train()
+    # here, dropout (LoRA's included) would silently stay off.
     if cfg.lora.enabled:
-        return Prepared(add_lora(model, cfg.lora), None)
+        return Prepared(add_lora(model, cfg.lora).train(), None)
     reference = copy.deepcopy(model).eval().requires_grad_(False)
-    return Prepared(model.requires_grad_(True), reference)
+    return Prepared(model.requires_grad_(True).train(), reference)
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:

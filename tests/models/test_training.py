@@ -42,6 +42,14 @@ def _probe_kl(module, dm):
     return sums["kl"] / sums["count"]
 
 
+def test_training_starts_in_train_mode_with_a_frozen_reference_in_eval(tmp_path):
+    lora, _ = _setup(_cfg(tmp_path, "lora.dropout=0.1"))
+    assert all(m.training for m in lora.model.modules())
+    full, _ = _setup(_cfg(tmp_path, "lora.enabled=false"))
+    assert all(m.training for m in full.model.modules())
+    assert not any(m.training for m in full.frozen_reference.modules())
+
+
 def test_one_step_changes_lora_only(tmp_path):
     module, dm = _setup(_cfg(tmp_path))
     before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
