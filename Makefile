@@ -24,8 +24,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
 demo: setup
-	$(BIN)/lat preview --input_file lat/assets/gsm8k_sample.jsonl --output_file runs/demo/gsm8k_real6.jsonl \
-		--mode real --m 6 --input_field question --output_field answer --tokenizer_path embedded
+	$(BIN)/lat run experiment=quickstart
 
 bench: setup
 	$(BIN)/python experiments/benchmarks/preview_throughput.py
