@@ -101,7 +101,7 @@ def _wandb_table(trainer: L.Trainer, key: str, samples: list[dict], rows: int, s
 
             cols = [c for c in ("metric", "category", "prompt", "prefix", "response", "reference", "label", "score") if c in samples[0]]
             table = wandb.Table(columns=cols, data=[[s.get(c) for c in cols] for s in samples[:rows]])
-            logger.experiment.log({f"samples/{key}": table}, step=step)
+            logger.experiment.log({f"samples/{key}": table, "trainer/global_step": step})  # see DivergenceMonitor
 
 
 class EvalCallback(L.Callback):

@@ -18,6 +18,7 @@ import io
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from lat.fileio import write_text
@@ -28,8 +29,6 @@ CSV_FIELDS = ["epoch", "step", "probe", "position", "count", *METRICS]
 
 def zero_sums(labels, max_positions: int) -> dict:
     """Per-position sums of a batch whose divergence is identically zero (counts only)."""
-    import torch
-
     _, _, positions = select_positions(labels, max_positions)
     zeros = torch.zeros(positions.shape, dtype=torch.float64)
     return position_sums({m: zeros for m in METRICS}, positions, max_positions)
@@ -132,8 +131,10 @@ class DivergenceMonitor(L.Callback):
                     f"divergence/{probe}/kl_curve": wandb.plot.line_series(
                         xs=positions, ys=[kl], keys=[f"step {step}"], title=f"KL(ref||tuned) per position: {probe}", xname="answer position"
                     ),
-                },
-                step=step,
+                    # Lightning's WandbLogger plots against this key; an explicit step= would
+                    # clash with its own step counter and W&B would drop the data.
+                    "trainer/global_step": step,
+                }
             )
 
     # ------------------------------------------------------------------ hooks

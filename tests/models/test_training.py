@@ -167,3 +167,17 @@ def test_column_restricted_loss_equals_full_logits_loss(tmp_path):
         plain = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100)
     assert torch.allclose(fast, plain, rtol=1e-6, atol=1e-6)
     assert module._column_logits  # the fast path was the one measured
+
+
+def test_wandb_offline_run_gets_curves_and_sample_tables(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    result = train(_cfg(tmp_path, "logging.wandb_mode=offline"))
+    run = result.run_dir
+    assert (run / "wandb_id.txt").exists()
+    media = "wandb/offline-run-*/files/media/table"
+    assert list(run.glob(f"{media}/samples/safety_*.json")) and list(run.glob(f"{media}/samples/utility_*.json"))
+    assert list(run.glob(f"{media}/divergence/harmful/table_*.json"))
+    import wandb
+
+    wandb.finish()
