@@ -20,7 +20,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from lat.cachedir import ensure_folder
+from lat.cachedir import cached_json, ensure_folder
 from lat.config import Config, apply_overrides
 from lat.data.records import read_records, resolve_path, write_records
 from lat.data.tasks import Example
@@ -50,14 +50,9 @@ def seed_folder(cfg: Config) -> Path:
 
 def benign_answers(model, tok, prompts: list[str], cfg: Config) -> list[str]:
     """The base model's own greedy answers to benign prompts (cached by model and prompts)."""
-    key = json.dumps([cfg.model.name_or_path, cfg.model.dtype, cfg.run.seed, cfg.align.benign_max_new_tokens, prompts])
-    path = cache_root() / "benign_answers" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    key = [cfg.model.name_or_path, cfg.model.dtype, cfg.run.seed, cfg.align.benign_max_new_tokens, prompts]
     settings = GenerationSettings(max_new_tokens=cfg.align.benign_max_new_tokens, batch_size=cfg.eval.batch_size, progress=True)
-    out = answer(model, tok, [Example(p, "") for p in prompts], settings)
-    write_json(path, out)
-    return out
+    return cached_json("benign_answers", key, lambda: answer(model, tok, [Example(p, "") for p in prompts], settings))
 
 
 def alignment_records(cfg: Config, model, tok) -> list[dict]:

@@ -77,3 +77,20 @@ def ensure_folder(folder: Path, identity: dict, build: Callable[[Path], None], w
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def cached_json(kind: str, key: object, compute: Callable[[], object]):
+    """``compute()`` once per ``key`` (any JSON-serialisable value), kept in
+    ``$LAT_CACHE/<kind>/<hash>.json`` and read back afterwards (written atomically)."""
+    import hashlib
+
+    from lat.fileio import write_json
+    from lat.models.embedded import cache_root
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    path = cache_root() / kind / f"{digest}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    write_json(path, value)
+    return value

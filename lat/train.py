@@ -139,22 +139,14 @@ def seed_answer_fn(cfg: Config, model, tokenizer):
     start adapter, the seed of random models and the prompts, so every method compared on the
     same seed is probed on the same tokens.
     """
-    import hashlib
-    import json
-
+    from lat.cachedir import cached_json
     from lat.evaluation.generate import GenerationSettings, answer
-    from lat.fileio import write_json
-    from lat.models.embedded import cache_root
 
     def fn(examples, max_new_tokens):
-        key = json.dumps([cfg.model.name_or_path, cfg.model.adapter_path, cfg.model.dtype, cfg.run.seed if cfg.model.name_or_path == "tiny" else None,
-                          max_new_tokens, [(e.system, e.prompt) for e in examples]])
-        path = cache_root() / "probe_answers" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        out = answer(model, tokenizer, examples, GenerationSettings(max_new_tokens=max_new_tokens, batch_size=cfg.data.eval_batch_size))
-        write_json(path, out)
-        return out
+        key = [cfg.model.name_or_path, cfg.model.adapter_path, cfg.model.dtype, cfg.run.seed if cfg.model.name_or_path == "tiny" else None,
+               max_new_tokens, [(e.system, e.prompt) for e in examples]]
+        settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=cfg.data.eval_batch_size)
+        return cached_json("probe_answers", key, lambda: answer(model, tokenizer, examples, settings))
 
     return fn
 
