@@ -107,17 +107,25 @@ def seed_config(cfg: Config) -> Config:
 
 
 def report_seed(cfg: Config) -> tuple[Path, dict]:
-    """Build the seed if needed and evaluate it once (kept in ``<seed>/report.json``)."""
+    """Build the seed if needed; evaluate the base and the seed once (kept in ``<seed>/report.json``).
+
+    Returns:
+        (seed folder, ``{"base": metrics, "seed": metrics}``).
+    """
     from lat.evaluate import load_for_eval
     from lat.evaluation.callbacks import Evaluator
 
     folder = build_seed(cfg)
     report = folder / "report.json"
     if report.exists():
-        return folder, json.loads(report.read_text())
+        cached = json.loads(report.read_text())
+        if set(cached) == {"base", "seed"}:
+            return folder, cached
     seed = apply_overrides(cfg, [f"model.name_or_path={folder}", "model.adapter_path=null"])
     evaluator = Evaluator(seed)
-    model, tok = load_for_eval(seed)
-    metrics = {**evaluator.safety(model, tok, progress=True)[0], **evaluator.utility(model, tok, progress=True)[0]}
-    write_json(report, metrics)
-    return folder, metrics
+    out = {}
+    for name, model_cfg in (("base", cfg), ("seed", seed)):
+        model, tok = load_for_eval(model_cfg)
+        out[name] = {**evaluator.safety(model, tok, progress=True)[0], **evaluator.utility(model, tok, progress=True)[0]}
+    write_json(report, out)
+    return folder, out

@@ -130,10 +130,10 @@ def _eval(args: argparse.Namespace) -> int:
 def _align(args: argparse.Namespace) -> int:
     from lat.align import report_seed
     from lat.config import load_config
-    from lat.evaluate import format_metrics
+    from lat.evaluate import format_comparison
 
-    folder, metrics = report_seed(load_config(args.overrides))
-    print(format_metrics(metrics))
+    folder, report = report_seed(load_config(args.overrides))
+    print(format_comparison(report))
     print(folder)
     return 0
 

@@ -44,6 +44,17 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def format_comparison(columns: dict[str, dict]) -> str:
+    """A markdown table of the headline metrics, one column per model."""
+    names = list(columns)
+    keys = [k for k in dict.fromkeys(k for m in columns.values() for k in m) if k.count("/") == 1 and not k.endswith("/n")]
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for k in keys:
+        cells = [columns[n].get(k) for n in names]
+        lines.append(f"| {k} | " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in cells) + " |")
+    return "\n".join(lines)
+
+
 def evaluate(cfg: Config, progress: bool = True) -> EvalResult:
     """Run the configured safety and utility evaluations once and record them."""
     run_dir = open_run_dir(cfg)

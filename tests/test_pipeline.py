@@ -63,3 +63,14 @@ def test_damaged_seed_is_rebuilt_with_a_message(tmp_path, cache, capsys):
     capsys.readouterr()
     assert build_seed(cfg) == folder
     assert "building aligned seed" in capsys.readouterr().err and weights.stat().st_size > 100
+
+
+def test_lat_align_reports_base_and_seed(tmp_path, cache, capsys):
+    from lat.cli import main
+
+    assert main(["align", "experiment=smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "\n| metric | base | seed |\n" in out and "| safety/rsr |" in out and "| utility/gsm8k_acc |" in out
+    report = json.loads((seed_folder(load_config(["experiment=smoke"])) / "report.json").read_text())
+    assert set(report) == {"base", "seed"} and "safety/jsr@3" in report["seed"]
+    assert main(["align", "experiment=smoke"]) == 0  # second call: read from the report, no re-evaluation
