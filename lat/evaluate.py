@@ -36,12 +36,7 @@ def load_for_eval(cfg: Config):
 
 def format_metrics(metrics: dict) -> str:
     """A two-column markdown table of the headline metrics."""
-    keys = [k for k in metrics if k.count("/") == 1 and not k.endswith("/n")]
-    lines = ["| metric | value |", "|---|---|"]
-    for k in keys:
-        v = metrics[k]
-        lines.append(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |")
-    return "\n".join(lines)
+    return format_comparison({"value": metrics})
 
 
 def format_comparison(columns: dict[str, dict]) -> str:

