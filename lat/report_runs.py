@@ -25,6 +25,7 @@ from lat.data.preview import strategy_params
 from lat.errors import UserError
 from lat.fileio import write_json, write_text
 from lat.report import HEADLINE, final_divergence, save_png, write_csv
+from lat.stats import Difference, paired_bootstrap, wilson_interval
 
 IGNORED_KEYS = ("run.name", "run.root", "run.resume", "run.seed", "experiment")
 TRAINING_SECTIONS = ("preview.", "train.", "lora.", "data.", "align.")
@@ -57,6 +58,37 @@ class Run:
     metrics: dict
     trained: bool
     kl: dict[str, dict[int, float]] = field(default_factory=dict)
+    outcomes: dict[str, dict[str, float]] = field(default_factory=dict)
+    """metric -> {prompt (and prefill prefix): 1.0 safe / correct, 0.0 not}, last evaluation."""
+
+
+def prompt_outcomes(path: Path) -> dict[str, dict[str, float]]:
+    """Per-prompt binary outcomes of a run's last evaluation, from ``samples.jsonl``.
+
+    Safety rows give ``safety/<rsr|jsr@k>`` and ``safety/<judge>/<rsr|jsr@k>`` for extra judges
+    (1 = judged safe; unjudged rows are left out, as in the rate); utility rows with a
+    ``correct`` field give ``<metric>_acc``.
+    """
+    samples = path / "samples.jsonl"
+    if not samples.exists():
+        return {}
+    rows = [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines() if line.strip()]
+    last = max((r.get("step") if r.get("step") is not None else -1 for r in rows), default=-1)
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if (r.get("step") if r.get("step") is not None else -1) != last:
+            continue
+        item = f"{r.get('prompt', '')}\x00{r.get('prefix', '')}"
+        if "label" in r:
+            judged = {"": r["label"], **{f"{k[6:]}/": v for k, v in r.items() if k.startswith("label_")}}
+            for judge, label in judged.items():
+                if label != "unjudged":
+                    out.setdefault(f"safety/{judge}{r['metric']}", {})[item] = float(label == "safe")
+        elif "correct" in r:
+            out.setdefault(f"{r['metric']}_acc", {})[item] = float(bool(r["correct"]))
+            if "correct_last_number" in r:
+                out.setdefault(f"{r['metric']}_last_number_acc", {})[item] = float(bool(r["correct_last_number"]))
+    return out
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -86,7 +118,7 @@ def load_run(path: Path) -> Run:
     metrics = {k: v for k, v in raw.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     first = next((c for c in kl.values() if c), {})
     metrics.update({f"kl/pos_{p:02d}": first[p] for p in KL_POSITIONS if p in first})
-    return Run(path, config, metrics, "global_step" in raw, {k: v for k, v in kl.items() if v})
+    return Run(path, config, metrics, "global_step" in raw, {k: v for k, v in kl.items() if v}, prompt_outcomes(path))
 
 
 def find_runs(paths: Sequence[Path]) -> list[Run]:
@@ -130,6 +162,19 @@ class Group:
         if not xs:
             return None, None, 0
         return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None), len(xs)
+
+    def outcomes(self, key: str) -> dict[str, float]:
+        """Per-prompt outcome averaged over the group's runs (prompts every run evaluated)."""
+        per_run = [r.outcomes[key] for r in self.runs if key in r.outcomes]
+        if not per_run:
+            return {}
+        items = set.intersection(*(set(o) for o in per_run))
+        return {i: statistics.fmean(o[i] for o in per_run) for i in sorted(items)}
+
+    def interval(self, key: str) -> tuple[float, float] | None:
+        """95 % Wilson interval of the rate, outcomes pooled over the group's runs."""
+        pooled = [v for r in self.runs for v in r.outcomes.get(key, {}).values()]
+        return wilson_interval(sum(pooled), len(pooled)) if pooled else None
 
     def mean_curve(self, probe: str) -> dict[int, float]:
         """Mean KL per position over the group's runs that have ``probe``."""
@@ -211,16 +256,67 @@ def _pct(mean: float | None, std: float | None, kl: bool = False) -> str:
     return text + (" ± " + fmt.format(scale * std) if std is not None else "")
 
 
+def baseline_group(groups: Sequence[Group]) -> Group | None:
+    """The group differences are measured against: the first Vanilla FT setting, if any."""
+    return next((g for g in groups if g.trained and paper_method(g.runs[0]) == "Vanilla FT"), None)
+
+
+def difference(group: Group, base: Group, key: str) -> Difference | None:
+    """``group - base`` on the prompts both evaluated, with its paired-bootstrap interval."""
+    a, b = base.outcomes(key), group.outcomes(key)
+    items = sorted(set(a) & set(b))
+    return paired_bootstrap([a[i] for i in items], [b[i] for i in items]) if items else None
+
+
 def group_rows(groups: Sequence[Group], metrics: Sequence[str]) -> list[dict]:
-    """One dict per group: label, n, and ``<metric>`` / ``<metric>/std`` (raw fractions)."""
+    """One dict per group: label, n, ``<metric>`` / ``<metric>/std`` (raw fractions), and for
+    rates ``<metric>/ci_low`` / ``ci_high`` (Wilson) and ``<metric>/delta`` / ``delta_low`` /
+    ``delta_high`` / ``significant`` against the Vanilla FT setting (paired bootstrap)."""
+    base = baseline_group(groups)
     rows = []
     for g in groups:
         row = {"setting": g.label, "runs": len(g.runs), "paper_method": paper_method(g.runs[0])}
         for m in metrics:
             mean, std, _ = g.stat(m)
             row[m], row[f"{m}/std"] = mean, std
+            ci = g.interval(m)
+            if ci:
+                row[f"{m}/ci_low"], row[f"{m}/ci_high"] = ci
+            d = difference(g, base, m) if base is not None and g is not base else None
+            if d:
+                row.update({f"{m}/delta": d.delta, f"{m}/delta_low": d.low, f"{m}/delta_high": d.high, f"{m}/significant": d.significant})
         rows.append(row)
     return rows
+
+
+def _ci(ci: tuple[float, float] | None) -> str:
+    return "–" if ci is None else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def _delta(d: Difference | None) -> str:
+    if d is None:
+        return "–"
+    return f"{100 * d.delta:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}]" + (" *" if d.significant else "")
+
+
+def intervals_markdown(groups: Sequence[Group], rates: Sequence[str]) -> list[str]:
+    """Wilson intervals per setting, and differences from Vanilla FT with significance marks."""
+    if not rates:
+        return []
+    head = ["setting", *rates]
+    lines = ["", "## Rates with 95 % intervals", "",
+             "Wilson score interval, outcomes pooled over the setting's runs (%).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([g.label] + [_ci(g.interval(m)) for m in rates]) + " |" for g in groups]
+    base = baseline_group(groups)
+    if base is None:
+        return lines
+    lines += ["", f"## Differences from {base.label} (Vanilla FT)", "",
+              "Percentage points, paired bootstrap over the prompts both settings evaluated (10,000 "
+              "resamples; a prompt's outcome is its mean over seeds); * = the 95 % interval excludes 0.", "",
+              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([g.label] + [_delta(difference(g, base, m)) for m in rates]) + " |" for g in groups if g is not base]
+    return lines
 
 
 def markdown(groups: Sequence[Group], metrics: Sequence[str], util: str | None) -> str:
@@ -323,7 +419,9 @@ def write_report(paths: Sequence[Path], out: Path | None = None, keys: Sequence[
     util = utility_key(groups)
     present = [m for m in (*HEADLINE, *(f"kl/pos_{p:02d}" for p in KL_POSITIONS)) if any(g.stat(m)[2] for g in groups)]
     rows = group_rows(groups, present)
-    write_text(out / "report.md", f"# Report: {len(runs)} runs in {len(groups)} settings\n\n" + markdown(groups, present, util))
+    rates = [m for m in present if any(r.outcomes.get(m) for r in runs)]
+    text = markdown(groups, present, util) + "\n".join(intervals_markdown(groups, rates)) + "\n"
+    write_text(out / "report.md", f"# Report: {len(runs)} runs in {len(groups)} settings\n\n" + text)
     write_json(out / "report.json", rows)
     write_csv(out / "report.csv", rows)
     if util:

@@ -82,3 +82,31 @@ def test_no_runs_is_a_clear_error(tmp_path, capsys):
         find_runs([tmp_path])
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "no such run folder" in capsys.readouterr().err
+
+
+def _samples(path: Path, safe: list[bool], correct: list[bool]) -> None:
+    rows = [{"epoch": 0, "step": 0, "metric": "rsr", "prompt": "stale", "prefix": "", "label": "unsafe"}]  # an earlier evaluation
+    rows += [{"epoch": 0, "step": 4, "metric": "rsr", "prompt": f"p{i}", "prefix": "", "label": "safe" if s else "unsafe",
+              "label_embedding": "unjudged" if i == 0 else ("safe" if s else "unsafe")} for i, s in enumerate(safe)]
+    rows += [{"epoch": 0, "step": 4, "metric": "utility/gsm8k", "prompt": f"q{i}", "correct": c, "correct_last_number": c} for i, c in enumerate(correct)]
+    (path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_report_gives_wilson_intervals_and_marks_significant_differences_from_vanilla(tmp_path):
+    root = tmp_path / "runs"
+    n = 40
+    for seed in (0, 1):
+        van = _run(root, f"van{seed}", ["preview.mode=vanilla", f"run.seed={seed}"], {"safety/rsr": 0.5, "utility/gsm8k_acc": 0.5})
+        _samples(van, [i < 20 for i in range(n)], [i < 20 for i in range(n)])
+        real = _run(root, f"real{seed}", ["preview.mode=real", f"run.seed={seed}"], {"safety/rsr": 0.9, "utility/gsm8k_acc": 0.525})
+        _samples(real, [i < 36 for i in range(n)], [i < 21 for i in range(n)])  # +16 safe prompts, +1 correct
+    out = write_report([root], tmp_path / "rep")
+    rows = {r["setting"]: r for r in json.loads((out / "report.json").read_text())}
+    real = next(r for k, r in rows.items() if "real" in k)
+    van = next(r for k, r in rows.items() if "vanilla" in k)
+    assert (real["safety/rsr/ci_low"], real["safety/rsr/ci_high"]) == pytest.approx((0.8149, 0.9485), abs=1e-4)  # Wilson 72 / 80
+    assert real["safety/rsr/delta"] == pytest.approx(0.4) and real["safety/rsr/significant"] is True
+    assert real["utility/gsm8k_acc/delta"] == pytest.approx(0.025) and real["utility/gsm8k_acc/significant"] is False
+    assert "safety/rsr/delta" not in van
+    text = (out / "report.md").read_text()
+    assert "## Differences from" in text and "+40.0 [" in text and "] *" in text
