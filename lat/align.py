@@ -21,26 +21,36 @@ import json
 from pathlib import Path
 
 from lat.cachedir import cached_json, ensure_folder
-from lat.config import Config, TrainConfig, apply_overrides
+from lat.config import Config, LoraConfig, TrainConfig, apply_overrides
 from lat.data.records import read_records, resolve_path, write_records
 from lat.data.tasks import Example
 from lat.evaluation.generate import GenerationSettings, answer
 from lat.fileio import write_json
 from lat.models.embedded import cache_root
 from lat.models.loading import load_model_and_tokenizer
+from lat.models.precision import autocast_dtype, resolve_precision
 
 
 def _file_sha(spec: str) -> str:
     return hashlib.sha256(Path(resolve_path(spec)).read_bytes()).hexdigest()
 
 
+SEED_RECIPE = 2
+"""Version of how a seed is built from its settings; raised when the same settings would give
+different weights (2: data loaders draw from their own generators, which moves the SFT's dropout
+stream), so a cached seed from an earlier recipe is rebuilt, never mixed up with a new one."""
+
+
 def seed_identity(cfg: Config) -> dict:
     """What the seed is built from: base model, alignment settings (seed included), data file
     digests, sequence length. ``run.seed`` is not part of it: fine-tuning runs with different
     seeds share one aligned seed."""
-    a = cfg.align
-    return {"model": cfg.model.name_or_path, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter_path,
-            "max_length": cfg.data.max_length, "align": dataclasses.asdict(a),
+    a = dataclasses.replace(cfg.align, precision=resolve_precision(cfg.align.precision))
+    align = dataclasses.asdict(a)
+    if a.precision == "32-true":  # seeds built before the setting existed keep their key
+        del align["precision"]
+    return {"recipe": SEED_RECIPE, "model": cfg.model.name_or_path, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter_path,
+            "max_length": cfg.data.max_length, "align": align,
             "data": {"safety": _file_sha(a.safety_path), "benign": _file_sha(a.benign_path)}}
 
 
@@ -52,8 +62,9 @@ def seed_folder(cfg: Config) -> Path:
 
 def benign_answers(model, tok, prompts: list[str], cfg: Config) -> list[str]:
     """The base model's own greedy answers to benign prompts (cached by model and prompts)."""
-    key = [cfg.model.name_or_path, cfg.model.dtype, cfg.align.seed, cfg.align.benign_max_new_tokens, prompts]
-    settings = GenerationSettings(max_new_tokens=cfg.align.benign_max_new_tokens, batch_size=cfg.eval.batch_size, progress=True)
+    cast = autocast_dtype(cfg.align.precision)
+    key = [cfg.model.name_or_path, cfg.model.dtype, cfg.align.seed, cfg.align.benign_max_new_tokens, prompts] + ([cast] if cast else [])
+    settings = GenerationSettings(max_new_tokens=cfg.align.benign_max_new_tokens, batch_size=cfg.eval.batch_size, progress=True, autocast=cast)
     return cached_json("benign_answers", key, lambda: answer(model, tok, [Example(p, "") for p in prompts], settings))
 
 
@@ -72,16 +83,17 @@ def alignment_records(cfg: Config, model, tok) -> list[dict]:
 def sft_config(cfg: Config, data_path: Path, root: Path) -> Config:
     """The training config of the safety SFT (LoRA on the base, no preview, no evaluation).
 
-    Training settings are the schema's defaults plus the ``align`` ones, never the experiment's
-    ``train`` section, so the seed depends only on what :func:`seed_identity` records.
+    Training and LoRA settings are the schema's defaults plus the ``align`` ones, never the
+    experiment's ``train`` or ``lora`` sections, so the seed depends only on what
+    :func:`seed_identity` records.
     """
     a = cfg.align
-    base = dataclasses.replace(cfg, train=TrainConfig(), run=dataclasses.replace(cfg.run, seed=a.seed))
+    base = dataclasses.replace(cfg, train=TrainConfig(), lora=LoraConfig(), run=dataclasses.replace(cfg.run, seed=a.seed))
     return apply_overrides(base, [
         "data.task=instruction", f"data.train_path={data_path}", "data.val_path=null", "data.val_size=0",
         "data.max_train_samples=null", "data.probes=[]", "data.system_prompt=null", f"data.batch_size={a.batch_size}",
         "preview.mode=vanilla", "lora.enabled=true", f"lora.r={a.r}", f"lora.alpha={2 * a.r}",
-        f"train.max_steps={a.steps}", "train.epochs=1000", f"train.lr={a.lr}", "train.divergence_every_n_steps=0",
+        f"train.max_steps={a.steps}", "train.epochs=1000", f"train.lr={a.lr}", f"train.precision={a.precision}", "train.divergence_every_n_steps=0",
         "train.checkpoint_every_n_steps=0", "eval.during_training=false", "logging.wandb_mode=disabled",
         f"run.root={root}", "run.name=sft", "run.resume=false", "model.adapter_path=null",
     ])

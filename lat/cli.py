@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lat.errors import UserError
+from lat.errors import RunStopped, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
+    """Run the CLI; returns the exit code (0 ok, 1 diverged, 2 user error, 128 + N stopped by signal N)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -256,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as e:
         print(f"lat: {e}", file=sys.stderr)
         return 2
+    except RunStopped as e:
+        print(f"lat: {e}", file=sys.stderr)
+        return e.code
     except KeyboardInterrupt:
         print("lat: interrupted", file=sys.stderr)
         return 130

@@ -148,6 +148,15 @@ class PreviewConfig:
     """Connector C between the instruction and the preview."""
     seed: int = 0
     """Seed of the per-example draws (``real_range``, ``virtual_pool``)."""
+    mask_preview: bool = False
+    """No loss on the previewed answer tokens: the first m with ``real`` strategies, the prefix P
+    with ``virtual`` ones (the model is not trained to produce what the instruction showed it)."""
+    mask_answer_tokens: int = 0
+    """No loss on the first k answer tokens, with any strategy (with ``vanilla``: the effect of not
+    training the first tokens, without any preview)."""
+    dropout: float = 0.0
+    """Preview dropout: this fraction of training examples (drawn per example, seeded) keeps the
+    unmodified instruction, so the model cannot rely on a cue that is absent at test time."""
 
 
 @dataclass
@@ -175,7 +184,9 @@ class TrainConfig:
     gradient_clip_val: float = 1.0
     """Clip the gradient norm to this value (0 = off)."""
     precision: str = "32-true"
-    """Lightning precision: ``32-true``, ``bf16-mixed``, ``16-mixed``, ``bf16-true``."""
+    """Lightning precision: ``32-true``, ``bf16-mixed``, ``16-mixed``, ``bf16-true``, or ``auto``
+    (``bf16-mixed`` where the device has native bf16 matmul: a bf16 GPU or an AMX CPU; else
+    ``32-true``). Generation runs under the same autocast."""
     accelerator: str = "auto"
     """Lightning accelerator: ``auto``, ``cpu``, ``gpu``."""
     devices: str = "auto"
@@ -339,6 +350,8 @@ class AlignConfig:
     """Batch size of the safety SFT."""
     seed: int = 0
     """Seed of the safety SFT (kept apart from ``run.seed``, so fine-tuning seeds share one seed model)."""
+    precision: str = "32-true"
+    """Precision of the safety SFT and of the base model's benign answers (as ``train.precision``)."""
 
 
 @dataclass
@@ -523,7 +536,7 @@ def load_config(args: List[str] | None = None, root: Path | None = None) -> Conf
     for layer, source in layers:
         cfg = _merge(cfg, layer, source)
     try:
-        return OmegaConf.to_object(cfg)
+        return check_ranges(OmegaConf.to_object(cfg))
     except OmegaConfBaseException as e:
         raise UserError(f"config: {getattr(e, 'full_key', '')}: {_first_line(e)}") from None
 
@@ -542,14 +555,81 @@ def apply_overrides(cfg: Config, overrides: List[str], source: str = "overrides"
         except OmegaConfBaseException as e:
             raise UserError(f"override {item!r}: {_first_line(e)}") from None
         merged = _merge(merged, layer, f"{source}: {item}")
-    return OmegaConf.to_object(merged)
+    return check_ranges(OmegaConf.to_object(merged))
+
+
+AT_LEAST_ONE = (
+    "data.batch_size", "data.eval_batch_size", "train.epochs", "train.accumulate_grad_batches", "train.divergence_positions",
+    "lora.r", "eval.batch_size", "eval.max_new_tokens", "eval.utility_max_new_tokens", "eval.every_n_epochs",
+    "align.steps", "align.batch_size", "align.r",
+)
+"""Settings that count something and must be >= 1."""
+POSITIVE = ("train.lr", "align.lr")
+"""Settings that must be > 0."""
+FRACTION = ("train.warmup_ratio", "preview.dropout")
+"""Settings in [0, 1]."""
+
+
+def _get(cfg: Config, dotted: str):
+    value = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def check_ranges(cfg: Config) -> Config:
+    """``cfg`` unchanged if every numeric setting is in its range.
+
+    Raises:
+        UserError: The first setting out of range, named, with its value.
+    """
+    rules = [(k, lambda v: v >= 1, "must be >= 1") for k in AT_LEAST_ONE]
+    rules += [(k, lambda v: v > 0, "must be > 0") for k in POSITIVE]
+    rules += [(k, lambda v: 0 <= v <= 1, "must be in [0, 1]") for k in FRACTION]
+    for key, ok, rule in rules:
+        value = _get(cfg, key)
+        if value is not None and not ok(value):
+            raise UserError(f"{key}: {rule}, got {value}")
+    return cfg
+
+
+SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
+"""Environment variables whose names end like this hold secrets (WANDB_API_KEY, HF_TOKEN ...)."""
+
+
+def secrets(cfg: Config | None = None) -> dict[str, str]:
+    """Environment variable name -> value of every secret in the environment (values of 8+
+    characters), including the variable the LLM judge reads its key from."""
+    names = {n for n in os.environ if n.upper().endswith(SECRET_SUFFIXES)}
+    if cfg is not None:
+        names.add(cfg.eval.judge.llm_api_key_env)
+    return {n: os.environ[n] for n in sorted(names) if len(os.environ.get(n, "")) >= 8}
+
+
+def redact(text: str, found: dict[str, str]) -> str:
+    """``text`` with every secret value replaced by ``<redacted $NAME>``."""
+    for name, value in found.items():
+        text = text.replace(value, f"<redacted ${name}>")
+    return text
+
+
+def _redact_tree(obj: Any, found: dict[str, str]) -> Any:
+    if isinstance(obj, dict):
+        return {k: _redact_tree(v, found) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_redact_tree(v, found) for v in obj]
+    return redact(obj, found) if isinstance(obj, str) else obj
 
 
 def to_yaml(cfg: Config) -> str:
-    """The resolved configuration as YAML (what every run folder stores as config.yaml)."""
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    """The resolved configuration as YAML (what every run folder stores as config.yaml).
+
+    Secrets never reach a file: a value of a secret environment variable that ended up in a
+    setting (a key pasted into a URL, a tag ...) is written as ``<redacted $NAME>``.
+    """
+    return redact(OmegaConf.to_yaml(OmegaConf.structured(cfg)), secrets(cfg))
 
 
 def to_dict(cfg: Config) -> dict:
-    """The resolved configuration as a plain nested dict (for loggers)."""
-    return OmegaConf.to_container(OmegaConf.structured(cfg))  # type: ignore[return-value]
+    """The resolved configuration as a plain nested dict (for loggers), secrets redacted."""
+    return _redact_tree(OmegaConf.to_container(OmegaConf.structured(cfg)), secrets(cfg))

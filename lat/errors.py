@@ -33,3 +33,17 @@ def where(path: str | Path | None = None, record: int | str | None = None, field
     if field is not None:
         parts.append(f"field {field!r}")
     return ": ".join(parts)
+
+
+class RunStopped(Exception):
+    """A run that stopped before its end for a reason the user must read (a signal, a loss that
+    became NaN or inf). Reported in one line without a traceback; exit code :attr:`code`.
+
+    Args:
+        message: What happened and where the last checkpoint is.
+        code: The process exit code (``128 + signal`` for a signal, 1 otherwise).
+    """
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code

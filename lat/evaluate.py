@@ -15,7 +15,7 @@ import lightning as L
 from lat.config import Config
 from lat.evaluation.callbacks import Evaluator, record_eval
 from lat.models.loading import load_model_and_tokenizer, merge_start_adapter
-from lat.rundir import open_run_dir
+from lat.rundir import run_folder
 
 
 @dataclass
@@ -50,14 +50,65 @@ def format_comparison(columns: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def evaluate(cfg: Config, progress: bool = True) -> EvalResult:
-    """Run the configured safety and utility evaluations once and record them."""
-    run_dir = open_run_dir(cfg)
-    L.seed_everything(cfg.run.seed, verbose=False)
-    evaluator = Evaluator(cfg)
-    model, tok = load_for_eval(cfg)
-    sm, ss = evaluator.safety(model, tok, progress)
-    um, us = evaluator.utility(model, tok, progress)
-    metrics = {**sm, **um}
-    record_eval(run_dir, metrics, ss + us, None, None)
-    return EvalResult(run_dir, metrics)
+def evaluation_key(cfg: Config) -> list | None:
+    """What an evaluation's result depends on, when the model is a folder lat built (an aligned
+    seed, a converted model: its completion marker identifies it); None otherwise."""
+    from lat.cachedir import MARKER
+    from lat.config import to_dict
+    from lat.models.precision import autocast_dtype
+
+    marker = Path(cfg.model.name_or_path) / MARKER
+    if cfg.model.adapter_path or not marker.is_file():
+        return None
+    ev = Evaluator(cfg)
+    data = [[(i.prompt, i.category, i.response) for i in ev.items], ev.utility_records.records if ev.utility_records is not None else None]
+    return [marker.read_text(), to_dict(cfg)["eval"], cfg.data.task, cfg.run.seed, autocast_dtype(cfg.train.precision, cfg.train.accelerator),
+            data, _evaluation_code_digest()]
+
+
+def _evaluation_code_digest() -> str:
+    """sha256 of the code and judge data an evaluation runs (a change invalidates cached results)."""
+    import hashlib
+
+    import lat
+
+    pkg = Path(lat.__file__).parent
+    files = sorted((pkg / "evaluation").rglob("*.py")) + sorted((pkg / "assets").glob("judge_*.jsonl")) + [pkg / "data" / "chat.py"]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def evaluate(cfg: Config, progress: bool = True, cache: bool = False) -> EvalResult:
+    """Run the configured safety and utility evaluations once and record them.
+
+    Args:
+        cache: Keep the result under ``$LAT_CACHE/evaluations`` and reuse it for the same model
+            folder and settings (:func:`evaluation_key`), so experiments that share an aligned
+            seed evaluate it once. Decoding is greedy, so a reused result is the one a new
+            evaluation would give.
+    """
+    with run_folder(cfg) as run_dir:
+        return _evaluate(cfg, run_dir, progress, cache)
+
+
+def _evaluate(cfg: Config, run_dir: Path, progress: bool, cache: bool) -> EvalResult:
+    key = evaluation_key(cfg) if cache else None
+
+    def compute() -> dict:
+        L.seed_everything(cfg.run.seed, verbose=False)
+        evaluator = Evaluator(cfg)
+        model, tok = load_for_eval(cfg)
+        sm, ss = evaluator.safety(model, tok, progress)
+        um, us = evaluator.utility(model, tok, progress)
+        return {"metrics": {**sm, **um}, "samples": ss + us}
+
+    if key is None:
+        result = compute()
+    else:
+        from lat.cachedir import cached_json
+
+        result = cached_json("evaluations", key, compute)
+    record_eval(run_dir, result["metrics"], result["samples"], None, None)
+    return EvalResult(run_dir, result["metrics"])

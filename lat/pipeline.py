@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lat.align import seed_config
 from lat.config import Config, apply_overrides, to_yaml
+from lat.errors import UserError
 from lat.fileio import write_text
 from lat.report import plot_kl, plot_safety_utility, results_table, write_tables
 from lat.rundir import run_name
@@ -46,18 +47,49 @@ def method_config(seed: Config, root: Path, name: str, overrides: list[str]) -> 
     return apply_overrides(seed, [*overrides, f"run.root={root}", f"run.name={name}", f"run.resume={str(started).lower()}"], f"method {name}")
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def check_same_experiment(root: Path, cfg: Config) -> None:
+    """A folder holding another experiment is never reused: its finished stages would be mixed
+    with stages run under the new settings.
+
+    Raises:
+        UserError: ``root/experiment.yaml`` exists and differs from ``cfg``; names the keys.
+    """
+    import yaml
+
+    path = root / "experiment.yaml"
+    if not path.exists():
+        return
+    try:
+        old = _flat(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    except yaml.YAMLError:
+        raise UserError(f"{path}: unreadable; delete the folder or choose another run.name") from None
+    new = _flat(yaml.safe_load(to_yaml(cfg)))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed:
+        raise UserError(f"{root}: holds an experiment run with other settings ({', '.join(changed[:5])}"
+                        f"{' ...' if len(changed) > 5 else ''}); choose another run.name or delete the folder")
+
+
 def run_experiment(cfg: Config) -> Path:
     """Run (or resume) the whole comparison; returns the experiment folder."""
     from lat.evaluate import evaluate
     from lat.train import train
 
     root = Path(cfg.run.root) / (cfg.run.name or cfg.experiment or run_name(cfg))
+    check_same_experiment(root, cfg)
     root.mkdir(parents=True, exist_ok=True)
     write_text(root / "experiment.yaml", to_yaml(cfg))
     start = time.perf_counter()
     seed = seed_config(cfg)
     runs = {"seed": root / "seed"}
-    _stage(runs["seed"], "evaluate seed", lambda: evaluate(method_config(seed, root, "seed", []), progress=False))
+    _stage(runs["seed"], "evaluate seed", lambda: evaluate(method_config(seed, root, "seed", []), progress=False, cache=True))
     for method in cfg.methods:
         runs[method.name] = root / method.name
         _stage(runs[method.name], f"fine-tune {method.name}", lambda m=method: train(method_config(seed, root, m.name, list(m.overrides))))

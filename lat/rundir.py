@@ -5,12 +5,15 @@ A run folder is never silently overwritten: opening an existing one needs ``run.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import platform
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 from lat.config import Config, to_yaml
 from lat.errors import UserError
@@ -78,3 +81,20 @@ def update_metrics(run_dir: Path, metrics: dict) -> dict:
     current.update(metrics)
     write_json(path, current)
     return current
+
+
+@contextlib.contextmanager
+def run_folder(cfg: Config) -> Iterator[Path]:
+    """:func:`open_run_dir` for the duration of a run: a :class:`UserError` raised before the
+    first checkpoint removes the folder this call created (and a run root it created), so a
+    mistake in the input leaves no partial run behind."""
+    new_root = not Path(cfg.run.root).exists()
+    path = open_run_dir(cfg)
+    try:
+        yield path
+    except UserError:
+        if not cfg.run.resume and not any(path.glob("checkpoints/*.ckpt")):
+            shutil.rmtree(path, ignore_errors=True)
+            if new_root and path.parent.is_dir() and not any(path.parent.iterdir()):
+                path.parent.rmdir()
+        raise

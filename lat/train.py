@@ -11,6 +11,7 @@ Distribution (DDP, FSDP, DeepSpeed, several nodes) is Lightning's: set ``train.s
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,14 +19,16 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
-from lat.config import Config, to_dict
-from lat.errors import UserError
+from lat.config import Config, redact, secrets, to_dict
+from lat.errors import RunStopped, UserError
 from lat.data.datamodule import LookAheadDataModule
 from lat.models.loading import load_model_and_tokenizer, parameter_counts, prepare_for_training
+from lat.models.interrupt import GracefulStop
 from lat.models.module import LookAheadModule
 from lat.models.alarm import DriftAlarm
 from lat.models.monitor import DivergenceMonitor
-from lat.rundir import environment, open_run_dir, update_metrics
+from lat.models.precision import autocast_dtype, resolve_precision
+from lat.rundir import environment, run_folder, update_metrics
 
 
 def _devices(value: str):
@@ -55,7 +58,7 @@ def build_loggers(cfg: Config, run_dir: Path) -> list[Logger]:
         id_file = run_dir / "wandb_id.txt"
         loggers.append(
             WandbLogger(
-                project=cfg.logging.project, entity=cfg.logging.entity, tags=list(cfg.logging.tags), name=run_dir.name,
+                project=cfg.logging.project, entity=cfg.logging.entity, tags=[redact(t, secrets(cfg)) for t in cfg.logging.tags], name=run_dir.name,
                 save_dir=str(run_dir), mode=cfg.logging.wandb_mode, config=to_dict(cfg),
                 id=id_file.read_text().strip() if id_file.exists() else None, resume="allow",
             )
@@ -74,7 +77,7 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list, loggers: list[Log
         devices=_devices(t.devices),
         num_nodes=t.num_nodes,
         strategy=t.strategy,
-        precision=t.precision,
+        precision=resolve_precision(t.precision, t.accelerator),
         accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.gradient_clip_val or None,
         log_every_n_steps=t.log_every_n_steps,
@@ -133,9 +136,22 @@ def drift_alarm(cfg: Config, monitor: DivergenceMonitor) -> DriftAlarm | None:
 
 
 def train(cfg: Config) -> TrainResult:
-    """Fine-tune one model as configured; resume from ``checkpoints/last.ckpt`` with run.resume."""
+    """Fine-tune one model as configured; resume from ``checkpoints/last.ckpt`` with run.resume.
+
+    A mistake found before the first checkpoint (a bad data file, an unknown setting) removes
+    the run folder this call created, so no partial run is left behind.
+    """
     cfg = starting_point(cfg)
-    run_dir = open_run_dir(cfg)
+    with run_folder(cfg) as run_dir:
+        return _train(cfg, run_dir)
+
+
+VOLATILE = ("train/tokens_per_s",)
+"""Logged metrics that measure the machine, not the run: kept out of metrics.json (which the
+same config and seed reproduce exactly) and left to the loggers."""
+
+
+def _train(cfg: Config, run_dir: Path) -> TrainResult:
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
     prepared = prepare_for_training(model, cfg)
@@ -146,26 +162,65 @@ def train(cfg: Config) -> TrainResult:
         dm.probe_dataloaders(), cfg.train.divergence_every_n_steps, cfg.train.divergence_positions, run_dir / "divergence.csv",
         cfg.train.divergence_reference_cache_mb,
     )
+    last = run_dir / "checkpoints" / "last.ckpt"
     ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0, every_n_train_steps=cfg.train.checkpoint_every_n_steps or None)
     loggers = build_loggers(cfg, run_dir)
     counts = parameter_counts(prepared.model)
     for logger in loggers:
         logger.log_hyperparams({**counts, **{"env/" + k: str(v) for k, v in environment().items()}})
     alarm = drift_alarm(cfg, monitor)
-    callbacks = [monitor, *([alarm] if alarm else []), *eval_callbacks(cfg, tok, run_dir), ckpt]
+    callbacks = [monitor, *([alarm] if alarm else []), *eval_callbacks(cfg, tok, run_dir), GracefulStop(last), ckpt]
     trainer = build_trainer(cfg, run_dir, callbacks, loggers, dm.val_set is not None)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if cfg.run.resume and last.exists() else None)
+    resume = cfg.run.resume and last.exists()
+    if resume:
+        forget_after(run_dir, checkpoint_step(last))
+        # Lightning cannot see that EpochSampler continues the epoch where it stopped.
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
+    except RunStopped as e:
+        kept = f"; last checkpoint: {last} (step {checkpoint_step(last)})" if last.exists() and "checkpoint saved" not in str(e) else ""
+        raise RunStopped(f"{e}{kept}", e.code) from None
     if trainer.is_global_zero:
         save_final(module, tok, run_dir, cfg)
-    final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1 and k not in VOLATILE}
     metrics = update_metrics(run_dir, {
-        "run": run_dir.name, "global_step": trainer.global_step, "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step, "epochs": trainer.current_epoch,
+        "precision": str(trainer.precision),
         **counts, **{f"data/{k}": v for k, v in dm.stats.items()}, **final,
         "divergence": monitor.latest,
         **({"alarm/fired_at_steps": [s for s, _ in alarm.fired]} if alarm else {}),
     })
     return TrainResult(run_dir, module, tok, metrics)
+
+
+def checkpoint_step(path: Path) -> int:
+    """The global step a Lightning checkpoint was saved at."""
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+
+
+def forget_after(run_dir: Path, step: int) -> None:
+    """Drop evaluations recorded after ``step`` (work lost with the process that made them).
+
+    A resumed run redoes everything after its checkpoint, so results from beyond it would
+    otherwise appear twice in ``metrics.json`` and ``samples.jsonl``.
+    """
+    import json
+
+    from lat.fileio import atomic_write, write_json
+
+    path = run_dir / "metrics.json"
+    if path.exists():
+        metrics = json.loads(path.read_text())
+        metrics["evals"] = [e for e in metrics.get("evals", []) if e.get("step") is None or e["step"] <= step]
+        write_json(path, metrics)
+    samples = run_dir / "samples.jsonl"
+    if samples.exists():
+        rows = [line for line in samples.read_text(encoding="utf-8").splitlines() if line.strip()]
+        with atomic_write(samples) as f:
+            f.writelines(line + "\n" for line in rows if (json.loads(line).get("step") or 0) <= step)
 
 
 def starting_model_key(cfg: Config) -> list:
@@ -186,8 +241,9 @@ def seed_answer_fn(cfg: Config, model, tokenizer):
     from lat.evaluation.generate import GenerationSettings, answer
 
     def fn(examples, max_new_tokens):
-        key = [*starting_model_key(cfg), max_new_tokens, [(e.system, e.prompt) for e in examples]]
-        settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=cfg.data.eval_batch_size)
+        cast = autocast_dtype(cfg.train.precision, cfg.train.accelerator)
+        key = [*starting_model_key(cfg), max_new_tokens, [(e.system, e.prompt) for e in examples]] + ([cast] if cast else [])
+        settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=cfg.data.eval_batch_size, autocast=cast)
         return cached_json("probe_answers", key, lambda: answer(model, tokenizer, examples, settings))
 
     return fn
@@ -225,13 +281,16 @@ def eval_callbacks(cfg: Config, tokenizer, run_dir: Path) -> list:
 
 def save_final(module: LookAheadModule, tokenizer, run_dir: Path, cfg: Config) -> None:
     """Save the adapter (peft format) or the full model, and optionally the merged model."""
+    from lat.fileio import atomic_folder
+
     model = module.model
-    target = run_dir / ("adapter" if cfg.lora.enabled else "model")
-    model.save_pretrained(str(target))
-    tokenizer.save_pretrained(str(target))
+    with atomic_folder(run_dir / ("adapter" if cfg.lora.enabled else "model")) as target:
+        model.save_pretrained(str(target))
+        tokenizer.save_pretrained(str(target))
     if cfg.train.save_merged and cfg.lora.enabled:
         import copy
 
         merged = copy.deepcopy(model).merge_and_unload()
-        merged.save_pretrained(str(run_dir / "merged"))
-        tokenizer.save_pretrained(str(run_dir / "merged"))
+        with atomic_folder(run_dir / "merged") as target:
+            merged.save_pretrained(str(target))
+            tokenizer.save_pretrained(str(target))

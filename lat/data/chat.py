@@ -76,7 +76,10 @@ def encode(
     full tokenization begins with the prompt tokens it is used as is, otherwise the answer span is
     tokenized on its own and appended, so the prompt tokens always match inference exactly.
     Answers longer than the budget are cut from the end; an example whose prompt leaves no room
-    for a single answer token is dropped (an all-masked row has no loss).
+    for a single answer token is dropped (an all-masked row has no loss). An example's leading
+    answer tokens carry no loss when it asks so (``no_loss_tokens``, and the tokens within its
+    first ``no_loss_chars`` answer characters: a masked preview); one with nothing left to learn
+    is dropped too.
 
     Args:
         tokenizer: A Hugging Face tokenizer with a chat template.
@@ -100,12 +103,37 @@ def encode(
         n_answer = len(f) - len(p)
         keep = n_answer if max_length is None else min(n_answer, max_length - len(p))
         keep = keep if max_answer_tokens is None else min(keep, max_answer_tokens)
-        if keep < 1:
+        ex = examples[i]
+        silent = ex.no_loss_tokens + (head_tokens(tokenizer, *rendered[i], ex.answer[: ex.no_loss_chars], i in odd) if ex.no_loss_chars else 0)
+        if keep - silent < 1:  # no answer token left to learn from: an all-masked row has no loss
             dropped.append(i)
             continue
         ids = f[: len(p) + keep]
-        out.append(Encoded(ids, [IGNORE_INDEX] * len(p) + ids[len(p):], len(p), n_answer - keep))
+        labels = [IGNORE_INDEX] * (len(p) + silent) + ids[len(p) + silent:]
+        out.append(Encoded(ids, labels, len(p), n_answer - keep))
     return out, dropped
+
+
+def head_tokens(tokenizer, prompt: str, span: str, head: str, span_alone: bool) -> int:
+    """How many answer-span tokens lie entirely within ``head``, the start of the answer.
+
+    Args:
+        prompt: The rendered prompt text.
+        span: The rendered answer span (answer + end of turn).
+        head: The answer's first characters (a real preview's head, or the virtual prefix P).
+        span_alone: The answer span was tokenized on its own (see :func:`encode`).
+
+    Raises:
+        UserError: The chat template changed the answer's start, so the head cannot be found.
+    """
+    at = span.find(head)
+    if at < 0:
+        raise UserError(f"preview.mask_preview: the chat template changed the answer's start; cannot find {head[:40]!r}")
+    text, base = (span, 0) if span_alone else (prompt + span, len(prompt))
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    start = 0 if span_alone else len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    end = base + at + len(head)
+    return sum(1 for _, stop in enc["offset_mapping"][start:] if stop <= end)
 
 
 def collate(batch: Sequence[Encoded], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:

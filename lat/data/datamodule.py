@@ -67,31 +67,45 @@ def longest_first(lengths: Sequence[int]) -> list[int]:
     return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
-class LengthGroupedSampler(Sampler[int]):
-    """Shuffled order in which each run of ``batch_size`` indices has similar lengths.
+class EpochSampler(Sampler[int]):
+    """A seeded order per epoch that a resumed run can continue mid-epoch.
 
-    A seeded permutation is cut into mega-batches of ``batch_size * group`` indices, each sorted by
-    length, cut into batches, and the batches are shuffled again (the longest batch goes first so
-    memory problems show at step 0). Same seed and epoch, same order.
+    Each epoch's order depends only on (seed, epoch), never on earlier draws, so a restarted
+    process reproduces it; :meth:`resume` drops the indices of batches already trained on in one
+    epoch. ``group_by_length`` cuts a seeded permutation into mega-batches of
+    ``batch_size * group`` indices, sorts each by length, cuts them into batches and shuffles the
+    batches again (the longest batch goes first so memory problems show at step 0); without it
+    the order is a plain seeded permutation.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, group: int = 50):
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, group: int = 50, group_by_length: bool = True):
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.seed = seed
         self.group = group
+        self.group_by_length = group_by_length
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None
+        self.position: Callable[[], tuple[int, int]] | None = None
+        """Optional () -> (epoch, indices already trained in it), asked at each ``iter()``."""
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning at each epoch so every epoch gets a new, reproducible order."""
         self.epoch = epoch
 
+    def resume(self, epoch: int, skip: int) -> None:
+        """Leave out the first ``skip`` indices of ``epoch`` (batches trained before a restart)."""
+        self._resume = (epoch, skip) if skip > 0 else None
+
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+    def order(self, epoch: int) -> list[int]:
+        """The full index order of ``epoch``."""
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         perm = torch.randperm(len(self.lengths), generator=g).tolist()
+        if not self.group_by_length:
+            return perm
         mega = self.batch_size * self.group
         batches = []
         for lo in range(0, len(perm), mega):
@@ -102,7 +116,26 @@ class LengthGroupedSampler(Sampler[int]):
         longest = max(range(len(batches)), key=lambda k: self.lengths[batches[k][0]], default=0)
         if batches:
             batches.insert(0, batches.pop(longest))
-        return iter([i for b in batches for i in b])
+        return [i for b in batches for i in b]
+
+    def __iter__(self) -> Iterator[int]:
+        if self.position is not None:
+            self.resume(*self.position())
+        order = self.order(self.epoch)
+        if self._resume is not None and self._resume[0] == self.epoch:
+            order = order[self._resume[1] :]
+        return iter(order)
+
+
+def resume_position(global_step: int, batches_per_epoch: int, accumulate: int) -> tuple[int, int]:
+    """(epoch, batches already trained in it) after ``global_step`` optimizer steps.
+
+    Lightning steps the optimizer at the end of an epoch even when the last accumulation window
+    is short, so an epoch has ``ceil(batches / accumulate)`` steps.
+    """
+    steps_per_epoch = max(1, -(-batches_per_epoch // accumulate))
+    epoch, steps = divmod(global_step, steps_per_epoch)
+    return epoch, min(steps * accumulate, batches_per_epoch)
 
 
 def split_holdout(n: int, size: int, seed: int) -> tuple[list[int], list[int]]:
@@ -239,6 +272,9 @@ class LookAheadDataModule(L.LightningDataModule):
             shuffle=False,
             num_workers=self.cfg.data.num_workers,
             collate_fn=functools.partial(collate, pad_id=self.pad_id, side="right"),
+            # Each iterator draws a worker base seed; from its own generator it leaves the global
+            # stream (dropout) untouched, so a resumed run draws what an uninterrupted one draws.
+            generator=torch.Generator().manual_seed(self.cfg.run.seed),
         )
 
     @property
@@ -249,10 +285,19 @@ class LookAheadDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
         d = self.cfg.data
-        if d.group_by_length:
-            sampler: Sampler = LengthGroupedSampler(self.train_set.lengths, d.batch_size, self.cfg.run.seed)
-        else:
-            sampler = torch.utils.data.RandomSampler(self.train_set, generator=torch.Generator().manual_seed(self.cfg.run.seed))
+        sampler = EpochSampler(self.train_set.lengths, d.batch_size, self.cfg.run.seed, group_by_length=d.group_by_length)
+        trainer = self.trainer
+        if trainer is not None:
+            # Asked when an epoch's iterator is made: Lightning may build the loader before it
+            # restores a checkpoint's step count, never iterates it before.
+            per_step = d.batch_size * trainer.world_size
+            batches = -(-len(self.train_set) // per_step)
+
+            def position() -> tuple[int, int]:
+                epoch, done = resume_position(trainer.global_step, batches, trainer.accumulate_grad_batches)
+                return epoch, done * per_step
+
+            sampler.position = position
         return self._loader(self.train_set, d.batch_size, sampler)
 
     def val_dataloader(self) -> list[DataLoader]:

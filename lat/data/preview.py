@@ -18,6 +18,8 @@ converted back with ``tokenizer.convert_tokens_to_string`` (no special tokens ad
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 import zlib
 from dataclasses import dataclass
@@ -215,12 +217,17 @@ class Previewed:
         answers: N answers O'.
         m: N preview lengths in tokens for ``real`` strategies (``None`` otherwise).
         prefixes: N virtual prefixes P for ``virtual`` strategies (``None`` otherwise).
+        masked_chars: With ``mask_preview``: N counts of leading answer characters that carry no
+            loss (the previewed head, or P); ``None`` otherwise.
+        kept: With preview ``dropout``: N flags, True where the instruction was left unmodified.
     """
 
     instructions: list[str]
     answers: list[str]
     m: list[int] | None = None
     prefixes: list[str] | None = None
+    masked_chars: list[int] | None = None
+    kept: list[bool] | None = None
 
 
 Strategy = Callable[..., Previewed]
@@ -237,7 +244,8 @@ def _real(instructions, answers, ms: list[int], cfg: PreviewConfig, tokenizer) -
     if tokenizer is None:
         raise UserError(f"preview.mode={cfg.mode} needs a tokenizer (model.name_or_path or --tokenizer-path)")
     heads = answer_prefixes(answers, ms, tokenizer)
-    return Previewed([i + cfg.connector + h for i, h in zip(instructions, heads)], list(answers), m=ms)
+    masked = [len(h) for h in heads] if cfg.mask_preview else None
+    return Previewed([i + cfg.connector + h for i, h in zip(instructions, heads)], list(answers), m=ms, masked_chars=masked)
 
 
 def real(instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None, lengths=None) -> Previewed:
@@ -256,6 +264,7 @@ def _virtual(instructions, answers, prefixes: list[str], cfg: PreviewConfig) -> 
         [i + cfg.connector + p for i, p in zip(instructions, prefixes)],
         [p + a for p, a in zip(prefixes, answers)],
         prefixes=prefixes,
+        masked_chars=[len(p) for p in prefixes] if cfg.mask_preview else None,
     )
 
 
@@ -335,9 +344,13 @@ STRATEGY_FIELDS: dict[str, tuple[str, ...]] = {
 """Strategy -> the PreviewConfig fields it reads (runs differing only in other fields are equal)."""
 
 
+COMMON_FIELDS = ("mask_preview", "mask_answer_tokens", "dropout")
+"""PreviewConfig fields every strategy reads (a changed one makes a different run)."""
+
+
 def strategy_params(preview: dict) -> dict:
     """A preview section (as a dict) reduced to ``mode`` and the fields its strategy reads."""
-    used = STRATEGY_FIELDS.get(preview.get("mode"), ())
+    used = STRATEGY_FIELDS.get(preview.get("mode"), ()) + COMMON_FIELDS
     return {k: v for k, v in preview.items() if k == "mode" or k in used}
 
 
@@ -351,6 +364,10 @@ def validate(cfg: PreviewConfig) -> None:
         raise UserError(f"preview.m_min/m_max: need 1 <= m_min <= m_max, got {cfg.m_min}..{cfg.m_max}")
     if cfg.mode == "virtual_pool" and not cfg.prefix_pool:
         raise UserError("preview.prefix_pool: empty; give at least one prefix")
+    if cfg.mask_answer_tokens < 0:
+        raise UserError(f"preview.mask_answer_tokens: must be >= 0, got {cfg.mask_answer_tokens}")
+    if cfg.mask_preview and cfg.mode in ("vanilla",):
+        raise UserError("preview.mask_preview: vanilla has no preview to mask; use preview.mask_answer_tokens=K")
 
 
 def apply_preview(
@@ -369,7 +386,17 @@ def apply_preview(
         The new columns.
     """
     validate(cfg)
-    return STRATEGIES[cfg.mode](instructions, answers, cfg, tokenizer, lengths)
+    out = STRATEGIES[cfg.mode](instructions, answers, cfg, tokenizer, lengths)
+    return drop_previews(out, instructions, answers, cfg) if cfg.dropout > 0 else out
+
+
+def drop_previews(out: Previewed, instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig) -> Previewed:
+    """Preview dropout: a ``cfg.dropout`` share of examples (each drawn from a generator seeded
+    by ``cfg.seed`` and the example's text) gets its original instruction back; answers and
+    loss masks stay as the strategy made them."""
+    kept = [bool(example_rng(cfg.seed, "dropout\x00" + i + "\x00" + a).random() < cfg.dropout) for i, a in zip(instructions, answers)]
+    new = [orig if k else ins for orig, ins, k in zip(instructions, out.instructions, kept)]
+    return dataclasses.replace(out, instructions=new, kept=kept)
 
 
 def preview_records(

@@ -183,9 +183,12 @@ def read_records(path: str | Path, fmt: str = "auto") -> RecordSet:
     if not p.is_file():
         raise UserError(f"{p}: no such file")
     try:
-        return READERS[fmt](p)
+        records = READERS[fmt](p)
     except UnicodeDecodeError as e:
         raise UserError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not len(records):
+        raise UserError(f"{p}: no records (empty file)")
+    return records
 
 
 def _write_jsonl(f, records: Sequence[dict]) -> None:

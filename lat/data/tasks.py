@@ -32,12 +32,16 @@ class Example:
         answer: The assistant turn (the training target).
         system: The system prompt, or None for no system turn.
         meta: Everything else worth keeping (record index, preview length, category, ...).
+        no_loss_tokens: Leading answer tokens that carry no loss.
+        no_loss_chars: Leading answer characters whose tokens carry no loss (a masked preview).
     """
 
     prompt: str
     answer: str
     system: Optional[str] = None
     meta: dict = field(default_factory=dict, compare=False)
+    no_loss_tokens: int = 0
+    no_loss_chars: int = 0
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,13 @@ def build_examples(
             meta["m"] = out.m[i]
         if out.prefixes is not None:
             meta["prefix"] = out.prefixes[i]
-        examples.append(Example(task.user_turn(ins, ctx), task.answer_text(ans), system, meta))
+        if out.kept is not None:
+            meta["preview_dropped"] = out.kept[i]
+        text = task.answer_text(ans)
+        chars = 0
+        if out.masked_chars is not None:  # the head's length in the answer as the task formats it
+            chars = max(0, out.masked_chars[i] - (len(ans) - len(ans.lstrip()) if text != ans else 0))
+        examples.append(Example(task.user_turn(ins, ctx), text, system, meta, preview.mask_answer_tokens, chars))
     return examples
 
 

@@ -109,19 +109,21 @@ def _summary(name: str, rows: list[dict], extra_judges: Sequence[str] = ()) -> d
     return out
 
 
-def evaluate_safety(model, tokenizer, items: Sequence[HarmfulItem], judge, cfg: EvalConfig, progress: bool = False) -> tuple[dict, list[dict]]:
+def evaluate_safety(model, tokenizer, items: Sequence[HarmfulItem], judge, cfg: EvalConfig, progress: bool = False,
+                    autocast: str | None = None) -> tuple[dict, list[dict]]:
     """RSR and JSR@k for every configured k.
 
     Args:
         judge: One judge, or ``{name: judge}`` with the primary judge first (the others give
             ``safety/<name>/rsr`` ... on the same generations).
+        autocast: Autocast dtype of generation (see :mod:`lat.models.precision`).
 
     Returns:
         (flat metrics, per-example sample records).
     """
     judges = judge if isinstance(judge, dict) else {getattr(judge, "name", "judge"): judge}
     extra = list(judges)[1:]
-    settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress)
+    settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress, autocast=autocast)
     examples = [Example(it.prompt, "", cfg.system_prompt or None) for it in items]
     gens = generate(model, tokenizer, [prompt_ids(tokenizer, ex) for ex in examples], settings)
     rows = _judge_and_record(judges, items, [""] * len(items), gens, "rsr")
@@ -139,8 +141,9 @@ def evaluate_safety(model, tokenizer, items: Sequence[HarmfulItem], judge, cfg: 
     return metrics, rows
 
 
-def evaluate_utility(model, tokenizer, records: RecordSet, task_name: str, cfg: EvalConfig, progress: bool = False) -> tuple[dict, list[dict]]:
-    """Task utility on test records in the inference format.
+def evaluate_utility(model, tokenizer, records: RecordSet, task_name: str, cfg: EvalConfig, progress: bool = False,
+                     autocast: str | None = None) -> tuple[dict, list[dict]]:
+    """Task utility on test records in the inference format (``autocast`` as in :func:`evaluate_safety`).
 
     Returns:
         (``utility/<metric>`` metrics, per-example sample records).
@@ -148,7 +151,7 @@ def evaluate_utility(model, tokenizer, records: RecordSet, task_name: str, cfg: 
     task = get_task(task_name)
     records = records.head(cfg.utility_max_samples)
     examples = build_examples(records, task, PreviewConfig(mode="vanilla"))
-    settings = GenerationSettings(max_new_tokens=cfg.utility_max_new_tokens, batch_size=cfg.batch_size, progress=progress)
+    settings = GenerationSettings(max_new_tokens=cfg.utility_max_new_tokens, batch_size=cfg.batch_size, progress=progress, autocast=autocast)
     gens = generate(model, tokenizer, [prompt_ids(tokenizer, ex) for ex in examples], settings)
     scores, per = TASK_METRICS[task_name]([g.text for g in gens], [ex.answer for ex in examples])
     rows = [{"metric": f"utility/{task_name}", "prompt": ex.prompt, "reference": ex.answer, "response": g.text,

@@ -39,8 +39,11 @@ class Evaluator:
     """
 
     def __init__(self, cfg: Config):
+        from lat.models.precision import autocast_dtype
+
         e = cfg.eval
         self.cfg = e
+        self.autocast = autocast_dtype(cfg.train.precision, cfg.train.accelerator)
         self.items: list[HarmfulItem] = []
         self.judges: dict = {}
         if e.safety:
@@ -67,13 +70,13 @@ class Evaluator:
         """RSR / JSR@k metrics and samples (empty when safety is off)."""
         if not self.items:
             return {}, []
-        return evaluate_safety(model, tokenizer, self.items, self.judges, self.cfg, progress)
+        return evaluate_safety(model, tokenizer, self.items, self.judges, self.cfg, progress, self.autocast)
 
     def utility(self, model, tokenizer, progress: bool = False) -> tuple[dict, list[dict]]:
         """Utility metrics and samples (empty when utility is off)."""
         if self.utility_records is None:
             return {}, []
-        return evaluate_utility(model, tokenizer, self.utility_records, self.utility_task, self.cfg, progress)
+        return evaluate_utility(model, tokenizer, self.utility_records, self.utility_task, self.cfg, progress, self.autocast)
 
 
 def record_eval(run_dir: Path, metrics: dict, samples: list[dict], epoch: int | None, step: int | None) -> dict:

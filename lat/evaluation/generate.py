@@ -32,6 +32,7 @@ class GenerationSettings:
         top_p: Nucleus sampling mass.
         seed: Seed for sampling (set before each batch).
         progress: Show a progress bar.
+        autocast: Autocast dtype name (``"bfloat16"``) or None for the model's own dtype.
     """
 
     max_new_tokens: int = 64
@@ -41,6 +42,7 @@ class GenerationSettings:
     top_p: float = 1.0
     seed: int = 0
     progress: bool = False
+    autocast: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,22 +133,24 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]], settings: Gener
     was_training = model.training
     model.eval()
     batches = [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
+    cast = torch.autocast(device.type, dtype=getattr(torch, settings.autocast or "float32"), enabled=settings.autocast is not None)
     try:
         for batch in tqdm(batches, desc="generate", disable=not settings.progress, leave=False):
             ids, mask = _left_pad([rows[i] for i in batch], pad_id, device)
             if settings.do_sample:
                 torch.manual_seed(settings.seed)
-            seqs = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=settings.max_new_tokens,
-                do_sample=settings.do_sample,
-                temperature=settings.temperature if settings.do_sample else None,
-                top_p=settings.top_p if settings.do_sample else None,
-                top_k=None,
-                eos_token_id=stops,
-                pad_token_id=pad_id,
-            )
+            with cast:
+                seqs = model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=settings.max_new_tokens,
+                    do_sample=settings.do_sample,
+                    temperature=settings.temperature if settings.do_sample else None,
+                    top_p=settings.top_p if settings.do_sample else None,
+                    top_k=None,
+                    eos_token_id=stops,
+                    pad_token_id=pad_id,
+                )
             for row, i in enumerate(batch):
                 new, stopped = _trim(seqs[row, ids.shape[1]:].tolist(), set(stops))
                 text = tokenizer.decode(new, skip_special_tokens=True)

@@ -13,7 +13,7 @@ from torch import nn
 
 from lat.config import TrainConfig
 from lat.data.chat import IGNORE_INDEX
-from lat.errors import UserError
+from lat.errors import RunStopped, UserError
 from lat.models.divergence import position_sums, select_positions, shift_targets, token_divergence
 from lat.models.losses import LOSSES, masked_ce  # noqa: F401 - masked_ce re-exported
 
@@ -49,6 +49,8 @@ class LookAheadModule(L.LightningModule):
         super().__init__()
         if train_cfg.loss not in LOSSES:
             raise UserError(f"train.loss: unknown loss {train_cfg.loss!r}; known: {', '.join(LOSSES)}")
+        if train_cfg.schedule not in SCHEDULES:
+            raise UserError(f"train.schedule: unknown schedule {train_cfg.schedule!r}; known: {', '.join(SCHEDULES)}")
         self.model = model
         self.frozen_reference = frozen_reference
         self.cfg = train_cfg
@@ -132,7 +134,7 @@ class LookAheadModule(L.LightningModule):
         ref = self.reference_logits(batch["input_ids"], batch["attention_mask"], columns) if self.loss_needs_reference else None
         loss = self.loss_fn(logits, targets[:, columns], ref)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}")
+            raise RunStopped(f"training diverged: loss is {loss.item()} at step {self.global_step + 1}")
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -155,8 +157,6 @@ class LookAheadModule(L.LightningModule):
     def configure_optimizers(self):
         from transformers import get_scheduler
 
-        if self.cfg.schedule not in SCHEDULES:
-            raise UserError(f"train.schedule: unknown schedule {self.cfg.schedule!r}; known: {', '.join(SCHEDULES)}")
         params = [p for p in self.model.parameters() if p.requires_grad]
         fused = all(p.is_cuda for p in params)
         opt = torch.optim.AdamW(
@@ -174,3 +174,38 @@ class LookAheadModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = self.trainable_state_dict()
+        checkpoint["rng"] = rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "rng" in checkpoint:  # dropout continues with the random stream it stopped in
+            set_rng_state(checkpoint["rng"])
+
+
+def rng_state() -> dict:
+    """Python, numpy and torch (CPU and every CUDA device) random states, in tensors and tuples
+    only, so a checkpoint holding them loads with ``torch.load(weights_only=True)``."""
+    import random
+
+    import numpy as np
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` captured."""
+    import random
+
+    import numpy as np
+
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -190,7 +190,8 @@ class DivergenceMonitor(L.Callback):
 
     # ------------------------------------------------------------------ hooks
     def on_train_start(self, trainer: L.Trainer, module) -> None:
-        self.run(trainer, module)
+        if trainer.global_step == 0:  # a resumed run already measured up to its checkpoint
+            self.run(trainer, module)
 
     def on_train_batch_end(self, trainer: L.Trainer, module, outputs, batch, batch_idx: int) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
@@ -203,5 +204,11 @@ class DivergenceMonitor(L.Callback):
         return {"rows": self.rows}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Rows measured before the checkpoint; the latest curves and step follow from them."""
         self.rows = list(state_dict.get("rows", []))
+        if self.rows:
+            self._done_at = self.rows[-1]["step"]
+            for probe in dict.fromkeys(r["probe"] for r in self.rows):
+                last = [r for r in self.rows if r["probe"] == probe and r["step"] == self._done_at]
+                self.latest[probe] = {k: [r[k] for r in last] for k in (*METRICS, "count")}
 

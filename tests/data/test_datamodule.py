@@ -8,7 +8,7 @@ import pytest
 
 from lat.config import ProbeConfig, load_config
 from lat.data.chat import IGNORE_INDEX
-from lat.data.datamodule import LengthGroupedSampler, LookAheadDataModule
+from lat.data.datamodule import EpochSampler, LookAheadDataModule, resume_position
 from lat.errors import UserError
 
 
@@ -64,12 +64,36 @@ def test_length_grouping_reduces_padding(tmp_path, tiny_tok):
 
 def test_sampler_is_a_permutation_and_changes_with_epoch():
     lengths = [(i * 37) % 101 for i in range(250)]
-    s = LengthGroupedSampler(lengths, batch_size=8, seed=0, group=4)
+    s = EpochSampler(lengths, batch_size=8, seed=0, group=4)
     first = list(s)
     assert sorted(first) == list(range(250))
     assert lengths[first[0]] == max(lengths)  # longest batch first
     s.set_epoch(1)
     assert list(s) != first and sorted(list(s)) == list(range(250))
+
+
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_sampler_order_depends_only_on_seed_and_epoch_and_resumes_mid_epoch(group_by_length):
+    lengths = [(i * 37) % 101 for i in range(250)]
+    a = EpochSampler(lengths, batch_size=8, seed=3, group_by_length=group_by_length)
+    for epoch in (0, 1):  # a fresh sampler (a restarted process) reproduces any epoch directly
+        b = EpochSampler(lengths, batch_size=8, seed=3, group_by_length=group_by_length)
+        a.set_epoch(epoch), b.set_epoch(epoch)
+        assert list(a) == list(b)
+    a.set_epoch(1)
+    full = list(a)
+    a.resume(epoch=1, skip=5 * 8)
+    assert list(a) == full[40:]
+    a.set_epoch(2)
+    assert len(list(a)) == 250  # the skip applies to the resumed epoch only
+
+
+@pytest.mark.parametrize("step, batches, accumulate, expected", [
+    (0, 10, 1, (0, 0)), (3, 10, 1, (0, 3)), (10, 10, 1, (1, 0)), (13, 10, 1, (1, 3)),
+    (2, 10, 4, (0, 8)), (3, 10, 4, (1, 0)), (4, 10, 4, (1, 4)),  # 10 batches / 4 = 3 steps per epoch
+])
+def test_resume_position(step, batches, accumulate, expected):
+    assert resume_position(step, batches, accumulate) == expected
 
 
 def test_probes_use_the_inference_format(tmp_path, tiny_tok):

@@ -1,0 +1,45 @@
+"""Numeric precision: ``auto`` resolution and the autocast dtype generation uses.
+
+``train.precision`` takes Lightning's names plus ``auto``: bf16 mixed precision where the device
+multiplies bf16 matrices natively (a CUDA GPU with bf16 support, or a CPU with AMX tiles, where a
+bf16 matmul runs about 4x faster than fp32), fp32 everywhere else. Generation (evaluation,
+probe answers, the seed's benign answers) runs under the same autocast as training. The
+divergence monitor always measures in fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lat.errors import UserError
+
+AUTOCAST = {"32-true": None, "64-true": None, "bf16-true": None, "16-true": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}
+"""Lightning precision -> the autocast dtype it implies (None: weights already in that dtype)."""
+
+
+def native_bf16(accelerator: str = "auto") -> bool:
+    """Whether the device ``accelerator`` picks multiplies bf16 matrices in hardware."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    if accelerator in ("auto", "cpu"):
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return bool(amx and amx())
+    return False
+
+
+def resolve_precision(precision: str, accelerator: str = "auto") -> str:
+    """``auto`` -> ``bf16-mixed`` on native-bf16 hardware, else ``32-true``; others are checked.
+
+    Raises:
+        UserError: An unknown precision name.
+    """
+    if precision == "auto":
+        return "bf16-mixed" if native_bf16(accelerator) else "32-true"
+    if precision not in AUTOCAST:
+        raise UserError(f"train.precision: unknown {precision!r}; known: auto, {', '.join(AUTOCAST)}")
+    return precision
+
+
+def autocast_dtype(precision: str, accelerator: str = "auto") -> str | None:
+    """The autocast dtype name (``"bfloat16"`` ...) that ``precision`` implies for generation."""
+    return AUTOCAST[resolve_precision(precision, accelerator)]

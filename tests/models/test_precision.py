@@ -1,0 +1,59 @@
+"""Precision: ``auto`` resolution, unknown names, and generation under autocast."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lat.config import ModelConfig
+from lat.data.tasks import Example
+from lat.errors import UserError
+from lat.evaluation.generate import GenerationSettings, generate, prompt_ids
+from lat.models import precision
+from lat.models.loading import load_model_and_tokenizer
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16-mixed"), (False, "32-true")])
+def test_auto_follows_native_bf16(monkeypatch, native, expected):
+    monkeypatch.setattr(precision, "native_bf16", lambda accelerator="auto": native)
+    assert precision.resolve_precision("auto") == expected
+    assert precision.autocast_dtype("auto") == ("bfloat16" if native else None)
+
+
+def test_named_precisions_pass_through_and_unknown_is_a_user_error():
+    assert precision.resolve_precision("16-mixed") == "16-mixed"
+    assert precision.autocast_dtype("bf16-true") is None
+    with pytest.raises(UserError, match="train.precision: unknown 'bf17'"):
+        precision.resolve_precision("bf17")
+
+
+def _lm_head_dtypes(model, tok, autocast):
+    seen = []
+    hook = model.lm_head.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+    try:
+        prompts = [prompt_ids(tok, Example("What is 2 + 2?", "", None))]
+        gens = generate(model, tok, prompts, GenerationSettings(max_new_tokens=3, autocast=autocast))
+    finally:
+        hook.remove()
+    return gens, set(seen)
+
+
+def test_generation_runs_under_the_requested_autocast():
+    model, tok = load_model_and_tokenizer(ModelConfig(name_or_path="tiny"), seed=1)
+    model.eval()
+    _, plain = _lm_head_dtypes(model, tok, None)
+    gens, cast = _lm_head_dtypes(model, tok, "bfloat16")
+    assert plain == {torch.float32} and cast == {torch.bfloat16}
+    assert gens[0].token_ids and next(model.parameters()).dtype == torch.float32  # weights untouched
+
+
+def test_seed_identity_records_the_resolved_precision(monkeypatch):
+    from lat.align import seed_folder, seed_identity
+    from lat.config import apply_overrides, load_config
+
+    cfg = load_config(["experiment=smoke"])
+    assert "precision" not in seed_identity(cfg)["align"]  # fp32 seeds keep their earlier key
+    monkeypatch.setattr(precision, "native_bf16", lambda accelerator="auto": True)
+    auto = apply_overrides(cfg, ["align.precision=auto"])
+    assert seed_identity(auto)["align"]["precision"] == "bf16-mixed"
+    assert seed_folder(auto) != seed_folder(cfg)
