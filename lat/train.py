@@ -11,9 +11,12 @@ Distribution (DDP, FSDP, DeepSpeed, several nodes) is Lightning's: set ``train.s
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -49,6 +52,18 @@ def _csv_version(run_dir: Path) -> str:
     return f"resume-{n}" if n else ""
 
 
+@contextlib.contextmanager
+def redacted_argv(cfg: Config) -> Iterator[None]:
+    """``sys.argv`` with secret values redacted while a logger starts (and records it)."""
+    found = secrets(cfg)
+    saved = sys.argv
+    sys.argv = [redact(a, found) for a in saved]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
 def build_loggers(cfg: Config, run_dir: Path) -> list[Logger]:
     """CSV always; W&B unless ``logging.wandb_mode=disabled`` (offline by default)."""
     loggers: list[Logger] = [CSVLogger(str(run_dir), name="logs", version=_csv_version(run_dir))] if cfg.logging.csv else []
@@ -63,7 +78,8 @@ def build_loggers(cfg: Config, run_dir: Path) -> list[Logger]:
                 id=id_file.read_text().strip() if id_file.exists() else None, resume="allow",
             )
         )
-        id_file.write_text(loggers[-1].experiment.id)
+        with redacted_argv(cfg):  # W&B records the command line in its run metadata
+            id_file.write_text(loggers[-1].experiment.id)
     return loggers
 
 

@@ -133,6 +133,7 @@ def test_secrets_never_reach_a_saved_or_logged_config(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     args = ["experiment=smoke", f"run.root={tmp_path}", "run.name=secret", "logging.wandb_mode=offline",
             f"eval.judge.llm_base_url=https://example.invalid/v1?key={key}", f"logging.tags=[{key}]"]
+    monkeypatch.setattr(sys, "argv", ["lat", "train", *args])  # W&B records the command line
     assert main(["train", *args]) == 0
     run = tmp_path / "secret"
     texts = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.suffix not in (".ckpt", ".safetensors")}
