@@ -28,6 +28,5 @@ def test_quickstart_table_shape_and_keyword_seed_target(quickstart_rows):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 5: the embedding judge scores topic-heavy refusals unsafe (seed at 84 %)")
 def test_quickstart_seed_target_with_the_embedding_judge(quickstart_rows):
-    assert quickstart_rows[0]["safety/embedding/rsr"] >= 0.9
+    assert quickstart_rows[0]["safety/embedding/rsr"] >= 0.9  # 93.2 % in experiments/RESULTS.md
