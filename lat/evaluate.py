@@ -50,20 +50,17 @@ def format_comparison(columns: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def evaluation_key(cfg: Config) -> list | None:
-    """What an evaluation's result depends on, when the model is a folder lat built (an aligned
+def evaluation_key(cfg: Config, ev: Evaluator) -> list | None:
+    """What an evaluation by ``ev`` depends on, when the model is a folder lat built (an aligned
     seed, a converted model: its completion marker identifies it); None otherwise."""
     from lat.cachedir import MARKER
     from lat.config import to_dict
-    from lat.models.precision import autocast_dtype
 
     marker = Path(cfg.model.name_or_path) / MARKER
     if cfg.model.adapter_path or not marker.is_file():
         return None
-    ev = Evaluator(cfg)
     data = [[(i.prompt, i.category, i.response) for i in ev.items], ev.utility_records.records if ev.utility_records is not None else None]
-    return [marker.read_text(), to_dict(cfg)["eval"], cfg.data.task, cfg.run.seed, autocast_dtype(cfg.train.precision, cfg.train.accelerator),
-            data, _evaluation_code_digest()]
+    return [marker.read_text(), to_dict(cfg)["eval"], cfg.data.task, cfg.run.seed, ev.autocast, data, _evaluation_code_digest()]
 
 
 def _evaluation_code_digest() -> str:
@@ -94,11 +91,11 @@ def evaluate(cfg: Config, progress: bool = True, cache: bool = False) -> EvalRes
 
 
 def _evaluate(cfg: Config, run_dir: Path, progress: bool, cache: bool) -> EvalResult:
-    key = evaluation_key(cfg) if cache else None
+    evaluator = Evaluator(cfg)
+    key = evaluation_key(cfg, evaluator) if cache else None
 
     def compute() -> dict:
         L.seed_everything(cfg.run.seed, verbose=False)
-        evaluator = Evaluator(cfg)
         model, tok = load_for_eval(cfg)
         sm, ss = evaluator.safety(model, tok, progress)
         um, us = evaluator.utility(model, tok, progress)

@@ -47,13 +47,6 @@ def method_config(seed: Config, root: Path, name: str, overrides: list[str]) -> 
     return apply_overrides(seed, [*overrides, f"run.root={root}", f"run.name={name}", f"run.resume={str(started).lower()}"], f"method {name}")
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def check_same_experiment(root: Path, cfg: Config) -> None:
     """A folder holding another experiment is never reused: its finished stages would be mixed
     with stages run under the new settings.
@@ -63,14 +56,16 @@ def check_same_experiment(root: Path, cfg: Config) -> None:
     """
     import yaml
 
+    from lat.report_runs import flatten
+
     path = root / "experiment.yaml"
     if not path.exists():
         return
     try:
-        old = _flat(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        old = flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
     except yaml.YAMLError:
         raise UserError(f"{path}: unreadable; delete the folder or choose another run.name") from None
-    new = _flat(yaml.safe_load(to_yaml(cfg)))
+    new = flatten(yaml.safe_load(to_yaml(cfg)))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:
         raise UserError(f"{root}: holds an experiment run with other settings ({', '.join(changed[:5])}"

@@ -71,9 +71,10 @@ def build_loggers(cfg: Config, run_dir: Path) -> list[Logger]:
         from lightning.pytorch.loggers import WandbLogger
 
         id_file = run_dir / "wandb_id.txt"
+        found = secrets(cfg)
         loggers.append(
             WandbLogger(
-                project=cfg.logging.project, entity=cfg.logging.entity, tags=[redact(t, secrets(cfg)) for t in cfg.logging.tags], name=run_dir.name,
+                project=cfg.logging.project, entity=cfg.logging.entity, tags=[redact(t, found) for t in cfg.logging.tags], name=run_dir.name,
                 save_dir=str(run_dir), mode=cfg.logging.wandb_mode, config=to_dict(cfg),
                 id=id_file.read_text().strip() if id_file.exists() else None, resume="allow",
             )

@@ -104,7 +104,7 @@ def encode(
         keep = n_answer if max_length is None else min(n_answer, max_length - len(p))
         keep = keep if max_answer_tokens is None else min(keep, max_answer_tokens)
         ex = examples[i]
-        silent = ex.no_loss_tokens + (head_tokens(tokenizer, *rendered[i], ex.answer[: ex.no_loss_chars], i in odd) if ex.no_loss_chars else 0)
+        silent = ex.no_loss_tokens + (head_tokens(tokenizer, *rendered[i], ex.answer[: ex.no_loss_chars], None if i in odd else len(p)) if ex.no_loss_chars else 0)
         if keep - silent < 1:  # no answer token left to learn from: an all-masked row has no loss
             dropped.append(i)
             continue
@@ -114,14 +114,15 @@ def encode(
     return out, dropped
 
 
-def head_tokens(tokenizer, prompt: str, span: str, head: str, span_alone: bool) -> int:
+def head_tokens(tokenizer, prompt: str, span: str, head: str, prompt_tokens: int | None) -> int:
     """How many answer-span tokens lie entirely within ``head``, the start of the answer.
 
     Args:
         prompt: The rendered prompt text.
         span: The rendered answer span (answer + end of turn).
         head: The answer's first characters (a real preview's head, or the virtual prefix P).
-        span_alone: The answer span was tokenized on its own (see :func:`encode`).
+        prompt_tokens: Number of prompt tokens at the start of the full tokenization, or None
+            when the answer span was tokenized on its own (see :func:`encode`).
 
     Raises:
         UserError: The chat template changed the answer's start, so the head cannot be found.
@@ -129,9 +130,9 @@ def head_tokens(tokenizer, prompt: str, span: str, head: str, span_alone: bool) 
     at = span.find(head)
     if at < 0:
         raise UserError(f"preview.mask_preview: the chat template changed the answer's start; cannot find {head[:40]!r}")
-    text, base = (span, 0) if span_alone else (prompt + span, len(prompt))
+    alone = prompt_tokens is None
+    text, base, start = (span, 0, 0) if alone else (prompt + span, len(prompt), prompt_tokens)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    start = 0 if span_alone else len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     end = base + at + len(head)
     return sum(1 for _, stop in enc["offset_mapping"][start:] if stop <= end)
 
