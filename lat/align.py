@@ -45,8 +45,12 @@ def seed_identity(cfg: Config) -> dict:
     """What the seed is built from: base model, alignment settings (seed included), data file
     digests, sequence length. ``run.seed`` is not part of it: fine-tuning runs with different
     seeds share one aligned seed."""
-    a = dataclasses.replace(cfg.align, precision=resolve_precision(cfg.align.precision))
+    a = cfg.align
+    answers = a.answer_precision and resolve_precision(a.answer_precision, setting="align.answer_precision")
+    a = dataclasses.replace(a, precision=resolve_precision(a.precision, setting="align.precision"), answer_precision=answers)
     align = dataclasses.asdict(a)
+    if answers is None:  # as align.precision: nothing more to record
+        del align["answer_precision"]
     if a.precision == "32-true":  # seeds built before the setting existed keep their key
         del align["precision"]
     return {"recipe": SEED_RECIPE, "model": cfg.model.name_or_path, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter_path,
@@ -62,7 +66,8 @@ def seed_folder(cfg: Config) -> Path:
 
 def benign_answers(model, tok, prompts: list[str], cfg: Config) -> list[str]:
     """The base model's own greedy answers to benign prompts (cached by model and prompts)."""
-    cast = autocast_dtype(cfg.align.precision)
+    a = cfg.align
+    cast = autocast_dtype(a.answer_precision or a.precision, setting="align.answer_precision" if a.answer_precision else "align.precision")
     key = [cfg.model.name_or_path, cfg.model.dtype, cfg.align.seed, cfg.align.benign_max_new_tokens, prompts] + ([cast] if cast else [])
     settings = GenerationSettings(max_new_tokens=cfg.align.benign_max_new_tokens, batch_size=cfg.eval.batch_size, progress=True, autocast=cast)
     return cached_json("benign_answers", key, lambda: answer(model, tok, [Example(p, "") for p in prompts], settings))
@@ -92,7 +97,7 @@ def sft_config(cfg: Config, data_path: Path, root: Path) -> Config:
     return apply_overrides(base, [
         "data.task=instruction", f"data.train_path={data_path}", "data.val_path=null", "data.val_size=0",
         "data.max_train_samples=null", "data.probes=[]", "data.system_prompt=null", f"data.batch_size={a.batch_size}",
-        "preview.mode=vanilla", "lora.enabled=true", f"lora.r={a.r}", f"lora.alpha={2 * a.r}",
+        "preview.mode=vanilla", "lora.enabled=true", f"lora.r={a.r}", f"lora.alpha={2 * a.r}", f"lora.dropout={a.lora_dropout}",
         f"train.max_steps={a.steps}", "train.epochs=1000", f"train.lr={a.lr}", f"train.precision={a.precision}", "train.divergence_every_n_steps=0",
         "train.checkpoint_every_n_steps=0", "eval.during_training=false", "logging.wandb_mode=disabled",
         f"run.root={root}", "run.name=sft", "run.resume=false", "model.adapter_path=null",

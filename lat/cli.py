@@ -205,13 +205,20 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", help="run folders, sweep folders or experiment folders (searched for finished runs)")
     p.add_argument("--out", default=None, help="output folder (default: reports/<name of the first argument>)")
     p.add_argument("--group-by", default=None, help="comma-separated dotted config keys that define a row (default: the keys that differ, minus run.seed)")
+    p.add_argument("--map", action="store_true", help="also write the map: each preview against Vanilla FT of the same learning rate, epochs, LoRA or full (map.md, map_deltas.png, map_kl.png)")
 
 
 def _report(args: argparse.Namespace) -> int:
     from lat.report_runs import write_report
 
-    out = write_report([Path(r) for r in args.runs], Path(args.out) if args.out else None, args.group_by.split(",") if args.group_by else None)
+    paths, keys = [Path(r) for r in args.runs], args.group_by.split(",") if args.group_by else None
+    out = write_report(paths, Path(args.out) if args.out else None, keys)
     print((out / "report.md").read_text())
+    if args.map:
+        from lat.report_map import write_map
+
+        write_map(paths, out, keys)
+        print((out / "map.md").read_text())
     print(out)
     return 0
 

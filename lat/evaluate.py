@@ -85,7 +85,13 @@ def evaluate(cfg: Config, progress: bool = True, cache: bool = False) -> EvalRes
             folder and settings (:func:`evaluation_key`), so experiments that share an aligned
             seed evaluate it once. Decoding is greedy, so a reused result is the one a new
             evaluation would give.
+
+    The model is the one ``train.start_from`` names (``seed``: the aligned seed, built if
+    needed), as for ``lat train``, so a seed evaluation sits beside the runs fine-tuned from it.
     """
+    from lat.train import starting_point
+
+    cfg = starting_point(cfg)
     with run_folder(cfg) as run_dir:
         return _evaluate(cfg, run_dir, progress, cache)
 

@@ -183,11 +183,11 @@ class Group:
         return {p: statistics.fmean(c[p] for c in curves if p in c) for p in positions}
 
 
-def _short(key: str) -> str:
+def short_key(key: str) -> str:
     return key.split(".", 1)[1] if key.startswith("preview.") else key
 
 
-def _show(value) -> str:
+def show_value(value) -> str:
     return json.dumps(value) if isinstance(value, str) and (" " in value or not value) else str(value)
 
 
@@ -199,7 +199,7 @@ def group_runs(runs: Sequence[Run], keys: Sequence[str] | None = None) -> list[G
         values = {k: r.config.get(k) for k in keys if k in r.config}
         if not r.trained:  # training settings do not apply to an evaluation-only run
             values = {k: v for k, v in values.items() if not k.startswith(TRAINING_SECTIONS)}
-        text = ", ".join(f"{_short(k)}={_show(v)}" for k, v in values.items())
+        text = ", ".join(f"{short_key(k)}={show_value(v)}" for k, v in values.items())
         label = (f"not fine-tuned: {text}" if text else "seed (not fine-tuned)") if not r.trained else (text or "all runs")
         key = json.dumps([r.trained, values], sort_keys=True, default=str)
         groups.setdefault(key, Group(label, values, r.trained, [])).runs.append(r)
@@ -256,9 +256,17 @@ def _pct(mean: float | None, std: float | None, kl: bool = False) -> str:
     return text + (" ± " + fmt.format(scale * std) if std is not None else "")
 
 
-def baseline_group(groups: Sequence[Group]) -> Group | None:
-    """The group differences are measured against: the first Vanilla FT setting, if any."""
-    return next((g for g in groups if g.trained and paper_method(g.runs[0]) == "Vanilla FT"), None)
+def cell(group: Group) -> dict:
+    """The group's settings outside the preview (learning rate, epochs, LoRA or full, ...)."""
+    return {k: v for k, v in group.values.items() if not k.startswith("preview.")}
+
+
+def baseline_group(groups: Sequence[Group], of: Group | None = None) -> Group | None:
+    """The Vanilla FT group differences are measured against: the one trained with the same
+    settings outside the preview as ``of`` (same learning rate, epochs, ...), else the first."""
+    vanilla = [g for g in groups if g.trained and paper_method(g.runs[0]) == "Vanilla FT"]
+    same = [g for g in vanilla if of is not None and cell(g) == cell(of)]
+    return (same or vanilla or [None])[0]
 
 
 def difference(group: Group, base: Group, key: str) -> Difference | None:
@@ -272,10 +280,12 @@ def group_rows(groups: Sequence[Group], metrics: Sequence[str]) -> list[dict]:
     """One dict per group: label, n, ``<metric>`` / ``<metric>/std`` (raw fractions), and for
     rates ``<metric>/ci_low`` / ``ci_high`` (Wilson) and ``<metric>/delta`` / ``delta_low`` /
     ``delta_high`` / ``significant`` against the Vanilla FT setting (paired bootstrap)."""
-    base = baseline_group(groups)
     rows = []
     for g in groups:
+        base = baseline_group(groups, g)
         row = {"setting": g.label, "runs": len(g.runs), "paper_method": paper_method(g.runs[0])}
+        if base is not None and g is not base:
+            row["baseline"] = base.label
         for m in metrics:
             mean, std, _ = g.stat(m)
             row[m], row[f"{m}/std"] = mean, std
@@ -308,14 +318,17 @@ def intervals_markdown(groups: Sequence[Group], rates: Sequence[str]) -> list[st
              "Wilson score interval, outcomes pooled over the setting's runs (%).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join([g.label] + [_ci(g.interval(m)) for m in rates]) + " |" for g in groups]
-    base = baseline_group(groups)
-    if base is None:
+    pairs = [(g, baseline_group(groups, g)) for g in groups]
+    pairs = [(g, base) for g, base in pairs if base is not None and g is not base]
+    if not pairs:
         return lines
-    lines += ["", f"## Differences from {base.label} (Vanilla FT)", "",
-              "Percentage points, paired bootstrap over the prompts both settings evaluated (10,000 "
+    head = ["setting", "against", *rates]
+    lines += ["", "## Differences from Vanilla FT", "",
+              "Percentage points against the Vanilla FT setting with the same settings outside the preview "
+              "(else the first one); paired bootstrap over the prompts both settings evaluated (10,000 "
               "resamples; a prompt's outcome is its mean over seeds); * = the 95 % interval excludes 0.", "",
               "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join([g.label] + [_delta(difference(g, base, m)) for m in rates]) + " |" for g in groups if g is not base]
+    lines += ["| " + " | ".join([g.label, base.label] + [_delta(difference(g, base, m)) for m in rates]) + " |" for g, base in pairs]
     return lines
 
 
@@ -403,7 +416,7 @@ def plot_kl_family(groups: Sequence[Group], mode: str, key: str, path: Path) -> 
         ax.plot(list(curve), list(curve.values()), "k--", lw=1.2, label=g.label)
     ax.set_xlabel("answer position")
     ax.set_ylabel("KL(seed || tuned)")
-    ax.set_title(f"Per-position KL on '{probe}' probes across {_short(key)}")
+    ax.set_title(f"Per-position KL on '{probe}' probes across {short_key(key)}")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     out = save_png(fig, path)

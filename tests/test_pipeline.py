@@ -65,6 +65,15 @@ def test_damaged_seed_is_rebuilt_with_a_message(tmp_path, cache, capsys):
     assert "building aligned seed" in capsys.readouterr().err and weights.stat().st_size > 100
 
 
+def test_lat_eval_from_the_seed_evaluates_the_aligned_seed(tmp_path, cache, capsys):
+    from lat.cli import main
+
+    assert main(["eval", "experiment=smoke", "train.start_from=seed", f"run.root={tmp_path}", "run.name=seed"]) == 0
+    seed_dir = seed_folder(load_config(["experiment=smoke"]))
+    assert f"name_or_path: {seed_dir}" in (tmp_path / "seed" / "config.yaml").read_text()
+    assert "safety/rsr" in json.loads((tmp_path / "seed" / "metrics.json").read_text())
+
+
 def test_lat_align_reports_base_and_seed(tmp_path, cache, capsys):
     from lat.cli import main
 

@@ -137,6 +137,8 @@ def test_points_with_the_same_resolved_config_run_once(tmp_path):
 
 def test_shipped_sweeps_validate_and_expand():
     for path in sorted((ROOT / "configs" / "sweep").glob("*.yaml")):
+        if path.stem == "map":  # 576 points: tests/test_report_map.py plans its slices, which cover every value
+            continue
         sweep = read_sweep(path)
         points, _ = plan(sweep, [])
         assert points, path

@@ -43,7 +43,7 @@ class Evaluator:
 
         e = cfg.eval
         self.cfg = e
-        self.autocast = autocast_dtype(cfg.train.precision, cfg.train.accelerator)
+        self.autocast = autocast_dtype(e.precision or cfg.train.precision, cfg.train.accelerator, "eval.precision" if e.precision else "train.precision")
         self.items: list[HarmfulItem] = []
         self.judges: dict = {}
         if e.safety:

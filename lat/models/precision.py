@@ -3,7 +3,8 @@
 ``train.precision`` takes Lightning's names plus ``auto``: bf16 mixed precision where the device
 multiplies bf16 matrices natively (a CUDA GPU with bf16 support, or a CPU with AMX tiles, where a
 bf16 matmul runs about 4x faster than fp32), fp32 everywhere else. Generation (evaluation,
-probe answers, the seed's benign answers) runs under the same autocast as training. The
+probe answers, the seed's benign answers) runs under the same autocast as training unless
+``eval.precision`` / ``align.answer_precision`` choose another. The
 divergence monitor always measures in fp32.
 """
 
@@ -27,19 +28,19 @@ def native_bf16(accelerator: str = "auto") -> bool:
     return False
 
 
-def resolve_precision(precision: str, accelerator: str = "auto") -> str:
+def resolve_precision(precision: str, accelerator: str = "auto", setting: str = "train.precision") -> str:
     """``auto`` -> ``bf16-mixed`` on native-bf16 hardware, else ``32-true``; others are checked.
 
     Raises:
-        UserError: An unknown precision name.
+        UserError: An unknown precision name (the message names ``setting``).
     """
     if precision == "auto":
         return "bf16-mixed" if native_bf16(accelerator) else "32-true"
     if precision not in AUTOCAST:
-        raise UserError(f"train.precision: unknown {precision!r}; known: auto, {', '.join(AUTOCAST)}")
+        raise UserError(f"{setting}: unknown {precision!r}; known: auto, {', '.join(AUTOCAST)}")
     return precision
 
 
-def autocast_dtype(precision: str, accelerator: str = "auto") -> str | None:
+def autocast_dtype(precision: str, accelerator: str = "auto", setting: str = "train.precision") -> str | None:
     """The autocast dtype name (``"bfloat16"`` ...) that ``precision`` implies for generation."""
-    return AUTOCAST[resolve_precision(precision, accelerator)]
+    return AUTOCAST[resolve_precision(precision, accelerator, setting)]

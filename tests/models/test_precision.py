@@ -47,13 +47,33 @@ def test_generation_runs_under_the_requested_autocast():
     assert gens[0].token_ids and next(model.parameters()).dtype == torch.float32  # weights untouched
 
 
-def test_seed_identity_records_the_resolved_precision(monkeypatch):
+def test_seed_identity_records_the_resolved_precisions(monkeypatch):
     from lat.align import seed_folder, seed_identity
     from lat.config import apply_overrides, load_config
 
     cfg = load_config(["experiment=smoke"])
-    assert "precision" not in seed_identity(cfg)["align"]  # fp32 seeds keep their earlier key
+    assert not {"precision", "answer_precision"} & set(seed_identity(cfg)["align"])  # fp32 seeds keep their earlier key
     monkeypatch.setattr(precision, "native_bf16", lambda accelerator="auto": True)
     auto = apply_overrides(cfg, ["align.precision=auto"])
     assert seed_identity(auto)["align"]["precision"] == "bf16-mixed"
-    assert seed_folder(auto) != seed_folder(cfg)
+    answers = apply_overrides(cfg, ["align.answer_precision=auto"])
+    assert seed_identity(answers)["align"]["answer_precision"] == "bf16-mixed"
+    assert len({seed_folder(c) for c in (cfg, auto, answers)}) == 3
+    monkeypatch.setattr(precision, "native_bf16", lambda accelerator="auto": False)
+    assert seed_identity(answers)["align"]["answer_precision"] == "32-true"  # resolved where it runs
+    with pytest.raises(UserError, match="align.answer_precision: unknown 'fp8'"):
+        seed_identity(apply_overrides(cfg, ["align.answer_precision=fp8"]))
+
+
+def test_evaluation_generation_precision_defaults_to_training_and_can_be_set(monkeypatch):
+    from lat.config import load_config
+    from lat.evaluation.callbacks import Evaluator
+
+    monkeypatch.setattr(precision, "native_bf16", lambda accelerator="auto": True)
+    base = ["experiment=smoke", "eval.safety=false", "eval.utility=false"]
+    assert Evaluator(load_config(base)).autocast is None  # train.precision 32-true
+    assert Evaluator(load_config([*base, "train.precision=bf16-mixed"])).autocast == "bfloat16"
+    assert Evaluator(load_config([*base, "eval.precision=auto"])).autocast == "bfloat16"
+    assert Evaluator(load_config([*base, "train.precision=bf16-mixed", "eval.precision=32-true"])).autocast is None
+    with pytest.raises(UserError, match="eval.precision: unknown 'half'"):
+        Evaluator(load_config([*base, "eval.precision=half"]))

@@ -1,0 +1,105 @@
+"""The map (`lat report --map`, experiments/lookahead_map.py): each preview against Vanilla FT of
+its own cell, Vanilla FT against the seed, hand-computed differences, slices of the map sweep."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from lat.cli import main
+from lat.report_map import map_markdown, write_map
+from lat.report_runs import find_runs, group_runs, intervals_markdown
+from lat.sweep import expand, read_sweep
+from lat.sweep_runner import plan
+from tests.test_report_runs import _run, _samples
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 40
+SAFE = {"seed": 36, ("vanilla", 1e-4): 34, ("real", 1e-4): 35, ("vanilla", 1e-3): 10, ("real", 1e-3): 30}
+"""Prompts (of 40) judged safe, the same prompts in every seed: the first k."""
+
+
+@pytest.fixture
+def map_runs(tmp_path):
+    root = tmp_path / "runs"
+    seed = _run(root, "seed", [], {"safety/rsr": SAFE["seed"] / N}, trained=False)
+    _samples(seed, [i < SAFE["seed"] for i in range(N)], [i < 4 for i in range(N)])
+    for lr in (1e-4, 1e-3):
+        for mode in ("vanilla", "real"):
+            for s in (0, 1):
+                k = SAFE[(mode, lr)]
+                path = _run(root, f"{mode}-{lr}-{s}", [f"preview.mode={mode}", f"train.lr={lr}", f"run.seed={s}"],
+                            {"safety/rsr": k / N, "utility/gsm8k_acc": 0.5}, [0.3 if mode == "vanilla" else 0.1, 0.05])
+                _samples(path, [i < k for i in range(N)], [i < 20 for i in range(N)])
+    return root
+
+
+def test_each_preview_is_compared_with_vanilla_of_its_own_learning_rate_and_vanilla_with_the_seed(map_runs, tmp_path):
+    out, rows = write_map([map_runs], tmp_path / "rep")
+    by = {(r["method"], r["train.lr"]): r for r in rows}
+    assert set(by) == {("mode=vanilla", 1e-4), ("mode=vanilla", 1e-3), ("mode=real", 1e-4), ("mode=real", 1e-3)}
+    real = by[("mode=real", 1e-3)]
+    assert real["against"] == "mode=vanilla, train.lr=0.001"
+    assert real["safety/rsr"] == pytest.approx(0.75)
+    assert real["safety/rsr/delta"] == pytest.approx((30 - 10) / N) and real["safety/rsr/significant"] is True
+    assert by[("mode=real", 1e-4)]["safety/rsr/delta"] == pytest.approx(1 / N)
+    assert by[("mode=real", 1e-4)]["safety/rsr/significant"] is False  # one prompt of 40
+    vanilla = by[("mode=vanilla", 1e-3)]
+    assert vanilla["against"] == "seed (not fine-tuned)"
+    assert vanilla["safety/rsr/delta"] == pytest.approx((10 - 36) / N) and vanilla["safety/rsr/significant"] is True
+    assert vanilla["kl/pos_01"] == pytest.approx(0.3) and vanilla["runs"] == 2
+    text = (out / "map.md").read_text()
+    assert "| train.lr=0.001 | mode=real | 2 | 75.0 | +50.0 [" in text and "] * |" in text
+    for png in ("map_deltas.png", "map_kl.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "map.json").read_text()) == json.loads(json.dumps(rows))
+
+
+def test_lat_report_differences_use_the_vanilla_of_the_same_cell(map_runs, tmp_path, capsys):
+    groups = group_runs(find_runs([map_runs]))
+    text = "\n".join(intervals_markdown(groups, ["safety/rsr"]))
+    assert "| mode=real, train.lr=0.001 | mode=vanilla, train.lr=0.001 | +50.0 [" in text
+    assert "| mode=real, train.lr=0.0001 | mode=vanilla, train.lr=0.0001 | +2.5 [" in text
+    assert main(["report", str(map_runs), "--out", str(tmp_path / "rep"), "--map"]) == 0
+    assert "Where do previews help?" not in capsys.readouterr().out.split("# Report")[0]
+    assert (tmp_path / "rep" / "map.md").exists() and (tmp_path / "rep" / "report.md").exists()
+
+
+def test_map_without_a_learning_rate_axis_plots_one_tick_per_cell(tmp_path):
+    root = tmp_path / "runs"
+    for epochs in (1, 2):
+        for mode in ("vanilla", "real"):
+            path = _run(root, f"{mode}{epochs}", [f"preview.mode={mode}", f"train.epochs={epochs}"], {"safety/rsr": 0.5})
+            _samples(path, [i < (20 if mode == "vanilla" else 25) for i in range(N)], [True] * 4)
+    out, rows = write_map([root], tmp_path / "rep")
+    assert [r["against"] for r in rows if r["method"] == "mode=real"] == ["mode=vanilla, train.epochs=1", "mode=vanilla, train.epochs=2"]
+    assert all(r["against"] is None for r in rows if r["method"] == "mode=vanilla")  # no seed run: nothing to compare with
+    assert (out / "map_deltas.png").exists()
+    assert "| train.epochs=1 | mode=vanilla | 1 | 50.0 | – |" in map_markdown(rows)
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("lookahead_map", ROOT / "experiments" / "lookahead_map.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_map_sweep_and_its_slices_expand_to_the_planned_runs(tmp_path):
+    assert len(expand(read_sweep(ROOT / "configs" / "sweep" / "map.yaml"))) == 4 * 2 * 2 * 4 * 3 * 3
+    script = _script()
+    expected = {"scale": 4 * 2 * 3, "preview": 3, "epochs": 2 * 3}  # distinct runs per seed
+    values = {}
+    for name, axes in script.SLICES.items():  # together they take every value of every axis of map.yaml
+        points, _ = plan(read_sweep(script.slice_sweep(name, axes, 1, tmp_path)), [])
+        assert sum(p.status != "same" for p in points) == expected[name], name
+        for p in points:
+            for k, v in p.values.items():
+                values.setdefault(k, set()).add(v)
+    full = read_sweep(ROOT / "configs" / "sweep" / "map.yaml").parameters
+    assert {k: set(v["values"]) for k, v in full.items() if k != "run.seed"} == {k: v for k, v in values.items() if k != "run.seed"}
+    points, _ = plan(read_sweep(script.slice_sweep("preview", script.SLICES["preview"], 3, tmp_path)), [])
+    assert {p.values["run.seed"] for p in points} == {0, 1, 2} and sum(p.status != "same" for p in points) == 3 * 3
