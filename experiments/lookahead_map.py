@@ -30,6 +30,9 @@ from pathlib import Path
 
 import yaml
 
+from lat.sweep import read_sweep
+from lat.sweep_runner import fixed_overrides
+
 ROOT = Path(__file__).resolve().parents[1]
 SLICES = {
     "scale": {"lr": [2e-5, 1e-4, 2e-4, 1e-3], "tuning": ["lora", "full"], "epochs": [1], "modes": ["vanilla", "real", "virtual"], "m": [6]},
@@ -37,8 +40,6 @@ SLICES = {
     "epochs": {"lr": [2e-4, 1e-3], "tuning": ["lora"], "epochs": [3], "modes": ["vanilla", "real", "virtual"], "m": [6]},
 }
 AXES = {"lr": "train.lr", "tuning": "lora.enabled", "epochs": "train.epochs", "modes": "preview.mode", "m": "preview.m"}
-SEED_EVAL = ["experiment=quickstart", "train.start_from=seed", "eval.max_samples=null"]
-"""The seed's evaluation: the sweep file's command settings, without training."""
 
 
 def slice_sweep(name: str, axes: dict, seeds: int, out: Path) -> Path:
@@ -83,8 +84,9 @@ def main() -> None:
             raise SystemExit(code)
         folders.append(root / f"map_{name}")
     seed = root / "seed"
-    if not (seed / "metrics.json").exists():
-        code = lat("eval", *SEED_EVAL, f"run.root={root}", "run.name=seed", *args.overrides)
+    if not (seed / "metrics.json").exists():  # the sweep file's command settings, without training
+        settings = fixed_overrides(read_sweep(ROOT / "configs" / "sweep" / "map.yaml"))
+        code = lat("eval", *settings, f"run.root={root}", "run.name=seed", *args.overrides)
         if code != 0:
             raise SystemExit(code)
     raise SystemExit(lat("report", *map(str, folders), str(seed), "--out", str(root / "report"), "--map"))

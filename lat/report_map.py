@@ -35,16 +35,18 @@ def describe(values: dict) -> str:
 
 
 def method_of(group: Group) -> str:
-    """The group's preview settings as a label (``"mode=real, m=6"``); ``vanilla`` for none."""
+    """The group's varying preview settings as a label (``"mode=real, m=6"``); its preview mode
+    when no preview setting varies."""
     preview = {k: v for k, v in group.values.items() if k.startswith("preview.")}
-    return describe(preview) if preview else "vanilla"
+    return describe(preview) if preview else str(group.runs[0].config.get("preview.mode", "vanilla"))
 
 
 def comparison(group: Group, groups: Sequence[Group]) -> Group | None:
     """What ``group`` is measured against: its cell's Vanilla FT; Vanilla FT against the seed."""
-    if paper_method(group.runs[0]) == "Vanilla FT" and baseline_group(groups, group) is group:
+    base = baseline_group(groups, group)
+    if base is group:
         return next((g for g in groups if not g.trained), None)
-    return baseline_group(groups, group)
+    return base
 
 
 def map_rows(groups: Sequence[Group], metrics: Sequence[str] = MAP_METRICS) -> list[dict]:
@@ -57,9 +59,9 @@ def map_rows(groups: Sequence[Group], metrics: Sequence[str] = MAP_METRICS) -> l
     for g in groups:
         if not g.trained:
             continue
-        base = comparison(g, groups)
-        row = {"cell": describe(cell(g)), "method": method_of(g), "runs": len(g.runs),
-               "against": base.label if base is not None else None, **{k: v for k, v in cell(g).items()}}
+        base, values = comparison(g, groups), cell(g)
+        row = {"cell": describe(values), "method": method_of(g), "runs": len(g.runs),
+               "against": base.label if base is not None else None, **values}
         for m in (*metrics, *MAP_KL):
             row[m] = g.stat(m)[0]
         for m in metrics:

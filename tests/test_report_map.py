@@ -103,3 +103,11 @@ def test_map_sweep_and_its_slices_expand_to_the_planned_runs(tmp_path):
     assert {k: set(v["values"]) for k, v in full.items() if k != "run.seed"} == {k: v for k, v in values.items() if k != "run.seed"}
     points, _ = plan(read_sweep(script.slice_sweep("preview", script.SLICES["preview"], 3, tmp_path)), [])
     assert {p.values["run.seed"] for p in points} == {0, 1, 2} and sum(p.status != "same" for p in points) == 3 * 3
+
+
+def test_method_label_is_the_preview_mode_when_no_preview_setting_varies(tmp_path):
+    root = tmp_path / "runs"
+    for lr in (1e-4, 1e-3):
+        _run(root, f"real{lr}", ["preview.mode=real", f"train.lr={lr}"], {"safety/rsr": 0.5})
+    _, rows = write_map([root], tmp_path / "rep")
+    assert [(r["method"], r["against"]) for r in rows] == [("real", None), ("real", None)]
