@@ -121,11 +121,18 @@ def build_seed(cfg: Config) -> Path:
     return ensure_folder(seed_folder(cfg), seed_identity(cfg), build, "aligned seed")
 
 
-def seed_config(cfg: Config) -> Config:
-    """``cfg`` with the model replaced by the aligned seed (or unchanged when alignment is off)."""
+def seed_config(cfg: Config, build: bool = True) -> Config:
+    """``cfg`` with the model replaced by the aligned seed (or unchanged when alignment is off).
+
+    Args:
+        cfg: The config.
+        build: Build the seed if it is not cached; False only names its folder (to compare a
+            planned run's config with a finished one's, say).
+    """
     if not cfg.align.enabled:
         return cfg
-    return apply_overrides(cfg, [f"model.name_or_path={build_seed(cfg)}", "model.adapter_path=null", "train.start_from=base"])
+    folder = build_seed(cfg) if build else seed_folder(cfg)
+    return apply_overrides(cfg, [f"model.name_or_path={folder}", "model.adapter_path=null", "train.start_from=base"])
 
 
 

@@ -116,6 +116,12 @@ class DataConfig:
     """DataLoader worker processes."""
     group_by_length: bool = True
     """Batch examples of similar length together (less padding); order is still shuffled and seeded."""
+    packing: bool = False
+    """Pack each training batch's examples into as few rows of at most ``max_length`` tokens as
+    they fit (longest first, first fit). Position ids restart at every example and attention never
+    crosses examples (transformers builds the block-diagonal mask from the position ids), so every
+    example's loss is the one it has unpacked; an optimizer step sees the same examples, with
+    fewer padded tokens. Validation and probe batches are never packed."""
     sdft: bool = False
     """SDFT: train on the starting model's rewrites of the answers, each kept only where it still
     agrees with the reference (see :mod:`lat.data.sdft`); generated once and cached."""
@@ -185,6 +191,10 @@ class TrainConfig:
     """Gradient accumulation steps (global batch = batch_size x devices x this)."""
     gradient_clip_val: float = 1.0
     """Clip the gradient norm to this value (0 = off)."""
+    compile: bool = False
+    """Compile every decoder layer with ``torch.compile`` (regional compilation: one compiled
+    block reused by all layers, so compiling takes seconds, not minutes). Pays off on long GPU runs;
+    the first steps are slower while it compiles."""
     precision: str = "32-true"
     """Lightning precision: ``32-true``, ``bf16-mixed``, ``16-mixed``, ``bf16-true``, or ``auto``
     (``bf16-mixed`` where the device has native bf16 matmul: a bf16 GPU or an AMX CPU; else

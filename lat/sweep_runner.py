@@ -3,7 +3,9 @@
 Local runs keep their state in ``<run.root>/<sweep>/sweep.json`` (rewritten atomically after
 every change) next to one run folder and one log per point, so a sweep can be interrupted and
 re-run: finished points are skipped, unfinished ones resume from their last checkpoint, failed
-ones are tried again. Points whose resolved configs are identical (``vanilla`` at every ``m`` of
+ones are tried again. A point finished by an earlier run of another sweep file sharing the folder
+(a narrowed slice of the same grid, where the point had another index) is found by its values'
+hash and resolved config, and reused instead of trained again. Points whose resolved configs are identical (``vanilla`` at every ``m`` of
 a grid, say) run once; the others are recorded as ``same as`` it.
 """
 
@@ -18,7 +20,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from lat.config import Config, load_config, parse_overrides, to_dict
 from lat.data.preview import strategy_params, validate
@@ -122,15 +124,28 @@ class SweepRun:
     # ------------------------------------------------------------------ state
     def _restore(self) -> None:
         path = self.folder / STATE
-        if not path.exists():
-            return
-        try:
-            old = {p["id"]: p for p in json.loads(path.read_text())["points"]}
-        except (ValueError, KeyError, TypeError):
-            raise UserError(f"{path}: damaged sweep state; delete it to start the sweep afresh") from None
+        old = {}
+        if path.exists():
+            try:
+                old = {p["id"]: p for p in json.loads(path.read_text())["points"]}
+            except (ValueError, KeyError, TypeError):
+                raise UserError(f"{path}: damaged sweep state; delete it to start the sweep afresh") from None
         for p in self.points:
             if p.status != "same" and p.id in old and old[p.id]["status"] == "done" and (self.folder / p.id).is_dir():
                 p.status, p.returncode, p.seconds, p.metrics = "done", 0, old[p.id].get("seconds"), old[p.id].get("metrics", {})
+
+        base_args = fixed_overrides(self.sweep) + self.extra
+        renamed = {}
+        for p in self.points:
+            if p.status in ("done", "same"):
+                continue
+            found = finished_elsewhere(self.folder, p.id, lambda p=p: load_config(base_args + overrides(p.values)))
+            if found is not None:
+                if found.name != p.id:
+                    renamed[p.id] = found.name
+                p.id, p.status, p.returncode, p.metrics = found.name, "done", 0, headline_metrics(found)
+        for p in self.points:
+            p.same_as = renamed.get(p.same_as, p.same_as)
 
     def save(self) -> None:
         """Write ``sweep.json`` and ``sweep.md`` atomically."""
@@ -185,6 +200,36 @@ class SweepRun:
         pool.shutdown()
         self.save()
         return self.points
+
+
+def _comparable(config: dict) -> dict:
+    run = {k: v for k, v in config.get("run", {}).items() if k not in ("name", "root", "resume")}
+    return {**config, "run": run}
+
+
+def finished_elsewhere(folder: Path, point: str, config: Callable[[], Config]) -> Path | None:
+    """A finished run folder of this point that ``sweep.json`` does not record (the state file of
+    another sweep file sharing the folder replaced it): the same values' hash under any index, a
+    saved final model (``adapter/`` or ``model/``), and the same resolved config apart from where
+    it ran.
+
+    Args:
+        folder: The sweep folder.
+        point: The point's id (``<index>-<hash>``).
+        config: Resolves the point's config (called only when a candidate folder exists).
+    """
+    import yaml
+
+    from lat.config import to_yaml
+
+    digest = point.split("-", 1)[1]
+    runs = [r for r in sorted(folder.glob(f"*-{digest}")) if (r / "config.yaml").is_file() and any((r / d).is_dir() for d in ("adapter", "model"))]
+    if not runs:
+        return None
+    from lat.train import starting_point
+
+    want = _comparable(yaml.safe_load(to_yaml(starting_point(config(), build=False))))  # as the run recorded it
+    return next((r for r in runs if _comparable(yaml.safe_load((r / "config.yaml").read_text()) or {}) == want), None)
 
 
 def headline_metrics(run_dir: Path) -> dict[str, float]:

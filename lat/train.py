@@ -123,21 +123,26 @@ class TrainResult:
     metrics: dict
 
 
-def _from_seed(cfg: Config) -> Config:
+def _from_seed(cfg: Config, build: bool) -> Config:
     from lat.align import seed_config
 
-    return seed_config(cfg)
+    return seed_config(cfg, build)
 
 
-START_FROM = {"base": lambda cfg: cfg, "seed": _from_seed}
-"""``train.start_from`` -> the config with the model the fine-tuning starts from."""
+START_FROM = {"base": lambda cfg, build: cfg, "seed": _from_seed}
+"""``train.start_from`` -> (config, build) -> the config with the model the fine-tuning starts from."""
 
 
-def starting_point(cfg: Config) -> Config:
-    """``cfg`` with ``model`` pointing at the model named by ``train.start_from``."""
+def starting_point(cfg: Config, build: bool = True) -> Config:
+    """``cfg`` with ``model`` pointing at the model named by ``train.start_from``.
+
+    Args:
+        cfg: The config.
+        build: Build that model if it is not cached (the aligned seed); False only names it.
+    """
     if cfg.train.start_from not in START_FROM:
         raise UserError(f"train.start_from: unknown starting point {cfg.train.start_from!r}; known: {', '.join(START_FROM)}")
-    return START_FROM[cfg.train.start_from](cfg)
+    return START_FROM[cfg.train.start_from](cfg, build)
 
 
 def drift_alarm(cfg: Config, monitor: DivergenceMonitor) -> DriftAlarm | None:

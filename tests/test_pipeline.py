@@ -105,3 +105,12 @@ def test_every_method_of_experiment_full_runs_on_the_tiny_model_and_reports(tmp_
         "adaptive": None}
     assert "data/train/sdft_rewrites_kept" in metrics["sdft"]
     assert 0 < metrics["adaptive"]["data/train/preview_tokens"] <= 6 * metrics["adaptive"]["data/train/examples"]
+
+
+def test_starting_point_without_building_names_the_seed_and_builds_nothing(cache):
+    from lat.train import starting_point
+
+    cfg = load_config(["experiment=smoke", "train.start_from=seed"])
+    named = starting_point(cfg, build=False)
+    assert named.model.name_or_path == str(seed_folder(cfg)) and named.train.start_from == "base"
+    assert not seed_folder(cfg).exists() and not (cache / "seeds").exists()

@@ -12,7 +12,7 @@ import pytest
 from lat.cli import main
 from lat.config import load_config
 from lat.errors import UserError
-from lat.sweep import agent_overrides, command, expand, format_value, read_sweep
+from lat.sweep import agent_overrides, command, expand, format_value, point_id, read_sweep
 from lat.sweep_runner import SweepRun, plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,6 +203,35 @@ def test_unfinished_point_resumes_its_run_folder(tmp_path, monkeypatch):
     (started / "config.yaml").write_text("{}")  # as left by an interrupted `lat train`
     runner.run()
     assert (tmp_path / "calls.log").read_text().split() == [runner.points[0].id, "true"]
+
+
+def _finish(run: Path, overrides: list[str]) -> None:
+    """Leave ``run`` as a finished `lat train` leaves it: its resolved config and a final adapter."""
+    from lat.config import to_yaml
+
+    (run / "adapter").mkdir(parents=True)
+    (run / "config.yaml").write_text(to_yaml(load_config([*overrides, f"run.root={run.parent}", f"run.name={run.name}"])))
+    (run / "metrics.json").write_text(json.dumps({"safety/rsr": 0.5}))
+
+
+def test_a_point_finished_under_another_index_is_reused_not_trained_again(tmp_path, monkeypatch):
+    # A narrowed slice of a grid (here: rank 8 only) gives its points other indices than the full
+    # grid; both share one folder, and sweep.json holds only the last file's points.
+    full = _fake_sweep(tmp_path, monkeypatch, "[4, 8]")
+    first = SweepRun(full, [], tmp_path / "runs")
+    eight = first.points[1]
+    _finish(first.folder / eight.id, ["lora.r=8"])
+    narrowed = SweepRun(_fake_sweep(tmp_path, monkeypatch, "[8]"), [], tmp_path / "runs")
+    (point,) = narrowed.points
+    fresh = point_id(0, {"lora.r": 8})
+    assert fresh != eight.id and fresh.split("-")[1] == eight.id.split("-")[1]  # same values, other index
+    assert point.id == eight.id and point.status == "done" and point.metrics == {"safety/rsr": 0.5}
+    assert f"run.name={eight.id}" in narrowed.args(point)
+    narrowed.run()
+    assert not (tmp_path / "calls.log").exists()  # nothing trained
+    # A folder of the same values but another resolved config (other overrides) is not reused.
+    other = SweepRun(_fake_sweep(tmp_path, monkeypatch, "[8]"), ["lora.alpha=64"], tmp_path / "runs")
+    assert other.points[0].status == "pending" and other.points[0].id == fresh
 
 
 def test_lat_sweep_cli_exit_code_and_dry_run(tmp_path, capsys, monkeypatch):

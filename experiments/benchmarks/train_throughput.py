@@ -13,8 +13,25 @@ Configurations:
               harmful  the main job's probe set (32 shipped harmful prompts, 16 answer tokens)
               gsm8k    a heavy one (64 GSM8K examples cut to 128 tokens, 16 answer tokens)
   lat+ref     the same as lat, plus a reference forward (adapters disabled) every step (peak memory)
+  lat+pack    the same as lat with sequence packing (data.packing: each batch's examples packed
+              into rows of at most --seq-len tokens, attention kept within examples)
+
+Lengths (--lengths): ``fixed`` cuts every example to exactly --seq-len tokens (no padding
+anywhere); ``natural`` keeps GSM8K's own lengths, cut at --seq-len, in file order, so each side
+pads a batch to its longest example (the plain script with transformers' DataCollatorForSeq2Seq)
+unless it packs. Tokens/s always counts example tokens, never padding.
+
+Models (--model): ``embedded`` (SmolLM2-135M-Instruct), ``llama-1b`` (a randomly initialised
+Llama of 1.1 B parameters with the embedded tokenizer: hidden 2048, 16 layers, 32 heads, 8
+key-value heads, MLP 8192; weights cannot be downloaded on the GPU machines), ``tiny`` (the test
+model, for --smoke). MFU = model FLOPs per second over the device's bf16 peak: a datasheet figure
+on known GPUs, a bf16 matmul measured in the same process on a CPU (see ``train_flops``).
 
     python experiments/benchmarks/train_throughput.py --steps 60 --batch 8 --seq-len 128
+    python experiments/benchmarks/train_throughput.py --lengths natural --seq-len 512 --configs hf,lat,lat+pack
+    python experiments/benchmarks/train_throughput.py --model llama-1b --device cuda --precision bf16-mixed \\
+        --lengths natural --seq-len 2048 --batch 8 --configs hf,lat,lat+pack
+    python experiments/benchmarks/train_throughput.py --smoke     # seconds: the tiny model, every path
 """
 
 from __future__ import annotations
@@ -59,6 +76,63 @@ def fixed_length_examples(tok, n: int, seq_len: int, offset: int = 0, max_answer
     return enc
 
 
+def natural_examples(tok, n: int, seq_len: int):
+    """n GSM8K examples (vanilla) at their own lengths, cut at seq_len, in file order (repeated
+    when the file is shorter)."""
+    from lat.config import PreviewConfig
+    from lat.data.chat import encode
+    from lat.data.records import read_records
+    from lat.data.tasks import TASKS, build_examples
+
+    recs = read_records(GSM8K if GSM8K.exists() else "pkg:assets/gsm8k_sample.jsonl")
+    recs = recs.select(range(min(len(recs), n)))
+    enc, _ = encode(tok, build_examples(recs, TASKS["gsm8k"], PreviewConfig(mode="vanilla")), max_length=seq_len)
+    return [enc[i % len(enc)] for i in range(n)]
+
+
+def training_examples(args, tok):
+    if args.lengths == "fixed":
+        return fixed_length_examples(tok, args.steps * args.batch, args.seq_len)
+    return natural_examples(tok, args.steps * args.batch, args.seq_len)
+
+
+def train_flops(model, tokens: int, mean_len: float, full: bool) -> float:
+    """Model FLOPs of one training pass over ``tokens`` example tokens.
+
+    N = weights of the linear layers and the output head (LoRA's own are negligible). Forward
+    2N per token; backward 2N for the activation gradients plus, with full fine-tuning only, 2N
+    for the weight gradients. Attention adds 4 * layers * hidden * mean_len per token forward
+    (scores and weighted values) and twice that backward. Padding is not counted.
+    """
+    from torch import nn
+
+    n = sum(m.weight.numel() for name, m in model.named_modules() if isinstance(m, nn.Linear) and "lora_" not in name)
+    cfg = model.config
+    attention = 12 * cfg.num_hidden_layers * cfg.hidden_size * mean_len
+    return tokens * ((6 if full else 4) * n + attention)
+
+
+GPU_BF16_PEAK = {"H200": 989.4e12, "H100": 989.4e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
+"""Dense bf16 tensor-core peaks (FLOP/s) from the vendors' datasheets (SXM parts for H100/H200)."""
+
+
+def bf16_peak(device: str) -> tuple[float, str]:
+    """The device's bf16 peak (FLOP/s) and where it comes from."""
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+        for key, peak in GPU_BF16_PEAK.items():
+            if key in name:
+                return peak, f"datasheet ({name})"
+        raise SystemExit(f"no bf16 peak known for {name}; add it to GPU_BF16_PEAK")
+    a, b = torch.randn(2048, 2048, dtype=torch.bfloat16), torch.randn(2048, 2048, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    start, reps = time.perf_counter(), 20
+    for _ in range(reps):
+        a @ b
+    return 2 * 2048**3 * reps / (time.perf_counter() - start), "measured bf16 matmul, 2048^3"
+
+
 def harmful_probes(tok, max_answer_tokens: int):
     """The main job's probe set: the first 32 shipped harmful prompts, 16-token answers."""
     from lat.config import PreviewConfig
@@ -94,51 +168,75 @@ class StepClock:
     def tick(self):
         self.times.append(time.perf_counter())
 
-    def rate(self, warmup: int, tokens_per_step: int) -> float:
+    def rate(self, warmup: int, step_tokens: list[int]) -> float:
+        """Example tokens per second over the steps after ``warmup`` (``step_tokens``: per step)."""
         t = self.times[warmup:]
-        return tokens_per_step * (len(t) - 1) / (t[-1] - t[0])
+        return sum(step_tokens[warmup + 1 : len(self.times)]) / (t[-1] - t[0])
+
+    def seconds(self, warmup: int) -> float:
+        return self.times[-1] - self.times[warmup]
+
+
+def step_tokens(enc, batch: int) -> list[int]:
+    """Example tokens of each step's batch (steps taken in order)."""
+    return [sum(len(e.input_ids) for e in enc[i : i + batch]) for i in range(0, len(enc), batch)]
+
+
+def throughput(clock: StepClock, args, enc, model, full: bool) -> dict:
+    """tokens/s and model FLOP/s over the timed steps."""
+    tokens = step_tokens(enc, args.batch)
+    timed = sum(tokens[args.warmup + 1 : len(clock.times)])
+    mean_len = sum(len(e.input_ids) for e in enc) / len(enc)
+    flops = train_flops(model, timed, mean_len, full) / clock.seconds(args.warmup)
+    return {"tokens_per_s": clock.rate(args.warmup, tokens), "model_flops_per_s": flops}
 
 
 def run_hf(args, cfg) -> dict:
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
     model, tok = lora_model(cfg)
-    enc = fixed_length_examples(tok, args.steps * args.batch, args.seq_len)
-    data = [{"input_ids": torch.tensor(e.input_ids), "attention_mask": torch.ones(args.seq_len, dtype=torch.long),
-             "labels": torch.tensor(e.labels)} for e in enc]
+    enc = training_examples(args, tok)
+    data = [{"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids), "labels": e.labels} for e in enc]
     clock = StepClock()
 
     class Clock(TrainerCallback):
         def on_step_end(self, *a, **k):
             clock.tick()
 
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
     with tempfile.TemporaryDirectory() as out:
         targs = TrainingArguments(
             output_dir=out, per_device_train_batch_size=args.batch, max_steps=args.steps, learning_rate=2e-4,
             adam_beta1=0.5, adam_beta2=0.999, weight_decay=0.0, lr_scheduler_type="constant", warmup_steps=0,
-            max_grad_norm=1.0, logging_steps=10, report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True,
-            dataloader_num_workers=0, seed=0,
+            max_grad_norm=1.0, logging_steps=10, report_to=[], save_strategy="no", use_cpu=args.device == "cpu", disable_tqdm=True,
+            dataloader_num_workers=0, seed=0, bf16=args.precision.startswith("bf16"),
         )
-        Trainer(model=model, args=targs, train_dataset=data, callbacks=[Clock()]).train()
-    return {"tokens_per_s": clock.rate(args.warmup, args.batch * args.seq_len)}
+        collator = DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=-100)
+        trainer = Trainer(model=model, args=targs, train_dataset=data, data_collator=collator, callbacks=[Clock()])
+        trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(data)  # same batches as lat, in order
+        trainer.train()
+    return throughput(clock, args, enc, model, full=False)
 
 
-def run_lat(args, cfg, monitor: bool, reference_every_step: bool) -> dict:
+def run_lat(args, cfg, monitor: bool, reference_every_step: bool, pack: bool = False) -> dict:
     import functools
 
     import lightning as L
     from torch.utils.data import DataLoader
 
-    from lat.data.chat import collate
+    from lat.data.chat import collate, collate_packed
     from lat.data.datamodule import longest_first
     from lat.models.module import LookAheadModule
     from lat.models.monitor import DivergenceMonitor
     from lat.train import build_trainer
 
     model, tok = lora_model(cfg)
-    enc = fixed_length_examples(tok, args.steps * args.batch, args.seq_len)
-    col = functools.partial(collate, pad_id=tok.pad_token_id)
-    loader = DataLoader(enc, batch_size=args.batch, shuffle=False, collate_fn=col)
+    enc = training_examples(args, tok)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    col = functools.partial(collate, pad_id=pad)
+    packed = functools.partial(collate_packed, pad_id=pad, width=args.seq_len)
+    loader = DataLoader(enc, batch_size=args.batch, shuffle=False, collate_fn=packed if pack else col)
     module = LookAheadModule(model, cfg.train)
     if reference_every_step:
         module.loss_needs_reference = True  # forces the adapters-disabled forward in every step
@@ -173,28 +271,55 @@ def run_lat(args, cfg, monitor: bool, reference_every_step: bool) -> dict:
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader)
     wall = time.perf_counter() - start
-    out = {"tokens_per_s": clock.rate(args.warmup, args.batch * args.seq_len), "fit_wall_s": wall}
+    out = {**throughput(clock, args, enc, model, full=False), "fit_wall_s": wall}
     if mon is not None:
         out["monitor_runs"] = len({r["step"] for r in mon.rows})
         out.update(out_probe, monitor_s_by_step=run_times, monitor_s=sum(t for _, t in run_times))
     return out
 
 
+MODELS = {"embedded": "model=embedded", "tiny": "model=tiny"}
+
+
+def random_llama_1b(folder: Path) -> str:
+    """Save a randomly initialised 1.1 B Llama with the embedded model's tokenizer in ``folder``."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from lat.config import ModelConfig
+    from lat.models.loading import load_model_and_tokenizer
+
+    if (folder / "config.json").exists():
+        return str(folder)
+    _, tok = load_model_and_tokenizer(ModelConfig(name_or_path="embedded"))
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                         num_key_value_heads=8, max_position_embeddings=4096, tie_word_embeddings=True, torch_dtype="bfloat16")
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config, torch_dtype=torch.bfloat16).save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return str(folder)
+
+
 def child(args) -> None:
     from lat.config import load_config
 
     torch.manual_seed(0)
-    cfg = load_config(["model=embedded", "logging.wandb_mode=disabled", "lora.r=8", "lora.alpha=16", "lora.dropout=0.05",
+    model = MODELS.get(args.model) or f"model.name_or_path={args.model_folder}"
+    dtype = ["model.dtype=bfloat16"] if args.model == "llama-1b" else []
+    cfg = load_config([model, *dtype, "logging.wandb_mode=disabled", "lora.r=8", "lora.alpha=16", "lora.dropout=0.05",
                        "train.lr=2e-4", "train.schedule=constant", f"train.max_steps={args.steps}", "train.epochs=1000",
-                       "train.accelerator=cpu", "train.devices=1", "train.checkpoint_every_n_steps=0"])
+                       f"train.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "train.devices=1", "train.checkpoint_every_n_steps=0",
+                       f"train.precision={args.precision}", f"data.max_length={args.seq_len}"])
     runners = {
         "hf": lambda: run_hf(args, cfg),
         "lat": lambda: run_lat(args, cfg, monitor=False, reference_every_step=False),
         "lat+monitor": lambda: run_lat(args, cfg, monitor=True, reference_every_step=False),
         "lat+ref": lambda: run_lat(args, cfg, monitor=False, reference_every_step=True),
+        "lat+pack": lambda: run_lat(args, cfg, monitor=False, reference_every_step=False, pack=True),
     }
     result = runners[args.child]()
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.device == "cuda":
+        result["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -206,26 +331,40 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--configs", default="hf,lat,lat+monitor,lat+ref")
     ap.add_argument("--probes", default="harmful", choices=sorted(PROBE_SETS))
+    ap.add_argument("--lengths", default="fixed", choices=["fixed", "natural"], help="fixed: every example --seq-len tokens; natural: GSM8K's own")
+    ap.add_argument("--model", default="embedded", choices=["embedded", "llama-1b", "tiny"])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--precision", default="32-true", help="train.precision of both sides (32-true, bf16-mixed)")
+    ap.add_argument("--smoke", action="store_true", help="the tiny model, 6 steps, every configuration: checks the paths, measures nothing")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--model-folder", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.smoke:
+        args.model, args.steps, args.warmup, args.batch, args.seq_len, args.lengths = "tiny", 6, 2, 4, 256, "natural"
+        args.configs = "hf,lat,lat+monitor,lat+ref,lat+pack"
     if args.child:
         return child(args)
+    folder = random_llama_1b(Path(tempfile.gettempdir()) / "lat-llama-1b-random") if args.model == "llama-1b" else ""
+    peak, peak_source = bf16_peak(args.device)
     results = {}
     for name in args.configs.split(","):
         cmd = [sys.executable, __file__, "--child", name, "--steps", str(args.steps), "--warmup", str(args.warmup), "--probes", args.probes,
-               "--batch", str(args.batch), "--seq-len", str(args.seq_len)]
+               "--batch", str(args.batch), "--seq-len", str(args.seq_len), "--lengths", args.lengths, "--model", args.model,
+               "--device", args.device, "--precision", args.precision, "--model-folder", folder]
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if line is None:
             raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
         results[name] = json.loads(line[7:])
         print(name, results[name], flush=True)
-    print(f"\nsteps {args.steps} (first {args.warmup} excluded), batch {args.batch} x {args.seq_len} tokens, torch threads {torch.get_num_threads()}")
-    print("| configuration | tokens/s | peak RSS (MiB) |\n|---|---|---|")
+    print(f"\nmodel {args.model} on {args.device} ({args.precision}), steps {args.steps} (first {args.warmup} excluded), batch {args.batch}, "
+          f"{args.lengths} lengths up to {args.seq_len} tokens, torch threads {torch.get_num_threads()}; bf16 peak {peak / 1e12:.2f} TFLOP/s ({peak_source})")
+    print("| configuration | tokens/s | model TFLOP/s | MFU | peak RSS (MiB) |\n|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['tokens_per_s']:.0f} | {r['peak_rss_mib']:.0f} |")
-    if "hf" in results and "lat" in results:
-        print(f"lat / hf tokens/s ratio: {results['lat']['tokens_per_s'] / results['hf']['tokens_per_s']:.3f}")
+        print(f"| {name} | {r['tokens_per_s']:.0f} | {r['model_flops_per_s'] / 1e12:.3f} | {100 * r['model_flops_per_s'] / peak:.1f} % | {r['peak_rss_mib']:.0f} |")
+    for mine in ("lat", "lat+pack"):
+        if "hf" in results and mine in results:
+            print(f"{mine} / hf tokens/s ratio: {results[mine]['tokens_per_s'] / results['hf']['tokens_per_s']:.3f}")
     if "lat" in results and "lat+monitor" in results:
         a, b = results["lat"]["fit_wall_s"], results["lat+monitor"]["fit_wall_s"]
         m = results["lat+monitor"]

@@ -163,3 +163,61 @@ def collate(batch: Sequence[Encoded], pad_id: int, side: str = "right") -> dict[
         mask[row, lo : lo + n] = 1
         start[row] = lo + e.answer_start
     return {"input_ids": ids, "attention_mask": mask, "labels": labels, "answer_start": start}
+
+
+def pack_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
+    """Group examples into rows of at most ``width`` tokens: longest first, each into the first
+    row it fits (first-fit decreasing); a longer example gets a row of its own.
+
+    Args:
+        lengths: Token count of each example.
+        width: Most tokens per row.
+
+    Returns:
+        Rows of example indices, in placement order.
+    """
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        row = next((r for r, free in enumerate(room) if lengths[i] <= free), None)
+        if row is None:
+            rows.append([i])
+            room.append(width - lengths[i])
+        else:
+            rows[row].append(i)
+            room[row] -= lengths[i]
+    return rows
+
+
+def collate_packed(batch: Sequence[Encoded], pad_id: int, width: int) -> dict[str, torch.Tensor]:
+    """Pack a training batch into rows of at most ``width`` tokens (see :func:`pack_rows`).
+
+    There is no attention mask: transformers reads the packing from ``position_ids``, which
+    restart at 0 at every example, and masks attention across examples. The padding at the end of
+    a row is one more segment of its own (positions from 0, labels -100), so nothing attends to it.
+
+    Args:
+        batch: B encoded examples.
+        pad_id: Token id written into padding.
+        width: Most tokens per row (``data.max_length``).
+
+    Returns:
+        ``input_ids``, ``labels``, ``position_ids``: (R, T) long with R <= B rows and T the longest
+        row; ``tokens``: () long, the number of example tokens.
+    """
+    rows = pack_rows([len(e.input_ids) for e in batch], width)
+    longest = max(sum(len(batch[i].input_ids) for i in row) for row in rows)
+    ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), longest), IGNORE_INDEX, dtype=torch.long)
+    positions = torch.empty((len(rows), longest), dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for i in row:
+            e = batch[i]
+            n = len(e.input_ids)
+            ids[r, at : at + n] = torch.tensor(e.input_ids)
+            labels[r, at : at + n] = torch.tensor(e.labels)
+            positions[r, at : at + n] = torch.arange(n)
+            at += n
+        positions[r, at:] = torch.arange(longest - at)
+    return {"input_ids": ids, "labels": labels, "position_ids": positions, "tokens": torch.tensor(sum(len(e.input_ids) for e in batch))}

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lat.config import Config, PreviewConfig, ProbeConfig
-from lat.data.chat import Encoded, collate, encode
+from lat.data.chat import Encoded, collate, collate_packed, encode
 from lat.data.preview import adaptive_lengths
 from lat.data.records import read_records
 from lat.data.tasks import Example, build_examples, examples_from_config, get_task, resolve_fields, task_system
@@ -264,14 +264,14 @@ class LookAheadDataModule(L.LightningDataModule):
         answers = self.answer_fn(prompts, probe.max_new_tokens)
         return [dataclasses.replace(ex, answer=a, meta={"index": i, "source": recs.source}) for i, (ex, a) in enumerate(zip(prompts, answers)) if a.strip()]
 
-    def _loader(self, ds: EncodedDataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
+    def _loader(self, ds: EncodedDataset, batch_size: int, sampler: Sampler | None = None, collate_fn=None) -> DataLoader:
         return DataLoader(
             ds,
             batch_size=batch_size,
             sampler=sampler,
             shuffle=False,
             num_workers=self.cfg.data.num_workers,
-            collate_fn=functools.partial(collate, pad_id=self.pad_id, side="right"),
+            collate_fn=collate_fn or functools.partial(collate, pad_id=self.pad_id, side="right"),
             # Each iterator draws a worker base seed; from its own generator it leaves the global
             # stream (dropout) untouched, so a resumed run draws what an uninterrupted one draws.
             generator=torch.Generator().manual_seed(self.cfg.run.seed),
@@ -298,7 +298,8 @@ class LookAheadDataModule(L.LightningDataModule):
                 return epoch, done * per_step
 
             sampler.position = position
-        return self._loader(self.train_set, d.batch_size, sampler)
+        collate_fn = functools.partial(collate_packed, pad_id=self.pad_id, width=d.max_length) if d.packing else None
+        return self._loader(self.train_set, d.batch_size, sampler, collate_fn)
 
     def val_dataloader(self) -> list[DataLoader]:
         return [] if self.val_set is None else [self._loader(self.val_set, self.cfg.data.eval_batch_size)]

@@ -42,13 +42,18 @@ def shift_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def answer_positions(mask: torch.Tensor) -> torch.Tensor:
     """1-based position of each answer token within its answer (0 off the answer).
 
+    An answer is a run of consecutive answer targets: the trained tokens of one example are
+    contiguous, and two examples packed into one row are separated by the next one's prompt.
+
     Args:
         mask: (B, T) bool, True on (shifted) answer targets.
 
     Returns:
         (B, T) long.
     """
-    return torch.cumsum(mask.long(), dim=1) * mask.long()
+    count = torch.cumsum(mask.long(), dim=1)
+    before = torch.cummax(torch.where(mask, torch.zeros_like(count), count), dim=1).values  # count at the last gap
+    return (count - before) * mask.long()
 
 
 def token_divergence(ref_logits: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:

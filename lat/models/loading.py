@@ -150,9 +150,31 @@ def prepare_for_training(model: nn.Module, cfg: Config) -> Prepared:
     # from_pretrained returns eval mode and Lightning no longer switches it: without train()
     # here, dropout (LoRA's included) would silently stay off.
     if cfg.lora.enabled:
-        return Prepared(add_lora(model, cfg.lora).train(), None)
-    reference = copy.deepcopy(model).eval().requires_grad_(False)
-    return Prepared(model.requires_grad_(True).train(), reference)
+        prepared = Prepared(add_lora(model, cfg.lora).train(), None)
+    else:
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
+        prepared = Prepared(model.requires_grad_(True).train(), reference)
+    if cfg.train.compile:
+        compile_layers(prepared.model)
+    return prepared
+
+
+def compile_layers(model: nn.Module) -> int:
+    """Compile each decoder layer in place (``nn.Module.compile``); the model keeps its type, so
+    peft's adapter switch and checkpoints work as before.
+
+    Returns:
+        How many layers were compiled.
+
+    Raises:
+        UserError: The model has no ``*DecoderLayer`` modules to compile.
+    """
+    layers = [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+    if not layers:
+        raise UserError(f"train.compile: no decoder layers (classes named *DecoderLayer) in {type(model).__name__}")
+    for layer in layers:
+        layer.compile()
+    return len(layers)
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:

@@ -63,8 +63,13 @@ class LookAheadModule(L.LightningModule):
 
     # ------------------------------------------------------------------ forward passes
     def _logits(self, net: nn.Module, batch: dict[str, torch.Tensor], columns: torch.Tensor | None) -> torch.Tensor:
-        """(B, K, V) logits of ``net`` at ``columns`` (all T columns when None)."""
-        kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
+        """(B, K, V) logits of ``net`` at ``columns`` (all T columns when None).
+
+        A packed batch (:func:`lat.data.chat.collate_packed`) has ``position_ids`` and no
+        attention mask; transformers then keeps attention within each packed example.
+        """
+        kwargs = {"input_ids": batch["input_ids"], "use_cache": False}
+        kwargs.update({k: batch[k] for k in ("attention_mask", "position_ids") if k in batch})
         if columns is not None and self._column_logits:
             return net(**kwargs, logits_to_keep=columns).logits
         logits = net(**kwargs).logits
@@ -87,8 +92,12 @@ class LookAheadModule(L.LightningModule):
     @torch.no_grad()
     def reference_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         """(B, K, V) logits of the reference (adapters disabled, or the frozen copy) at ``columns``."""
+        return self._reference_logits({"input_ids": input_ids, "attention_mask": attention_mask}, columns)
+
+    @torch.no_grad()
+    def _reference_logits(self, batch: dict[str, torch.Tensor], columns: torch.Tensor | None) -> torch.Tensor:
         with self._reference_mode() as ref:
-            return self._logits(ref, {"input_ids": input_ids, "attention_mask": attention_mask}, columns)
+            return self._logits(ref, batch, columns)
 
     @staticmethod
     def _probe_columns(batch: dict[str, torch.Tensor], max_positions: int):
@@ -129,17 +138,19 @@ class LookAheadModule(L.LightningModule):
     # ------------------------------------------------------------------ steps
     def _step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         targets, _ = shift_targets(batch["labels"])
-        columns = answer_columns(targets)
+        # Packed rows hold several answers; keeping every column keeps them apart for the losses
+        # that read answer positions (a column subset could join two answers into one run).
+        columns = None if "position_ids" in batch else answer_columns(targets)
         logits = self._logits(self.model, batch, columns)
-        ref = self.reference_logits(batch["input_ids"], batch["attention_mask"], columns) if self.loss_needs_reference else None
-        loss = self.loss_fn(logits, targets[:, columns], ref)
+        ref = self._reference_logits(batch, columns) if self.loss_needs_reference else None
+        loss = self.loss_fn(logits, targets if columns is None else targets[:, columns], ref)
         if not torch.isfinite(loss):
             raise RunStopped(f"training diverged: loss is {loss.item()} at step {self.global_step + 1}")
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._step(batch)
-        self._tokens += int(batch["attention_mask"].sum())
+        self._tokens += int(batch["tokens"] if "tokens" in batch else batch["attention_mask"].sum())
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         return loss
 
