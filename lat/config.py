@@ -121,7 +121,9 @@ class DataConfig:
     they fit (longest first, first fit). Position ids restart at every example and attention never
     crosses examples (transformers builds the block-diagonal mask from the position ids), so every
     example's loss is the one it has unpacked; an optimizer step sees the same examples, with
-    fewer padded tokens. Validation and probe batches are never packed."""
+    fewer padded tokens. Validation and probe batches are never packed. Needs an attention kernel
+    that reads packing per row (sdpa, eager, flex_attention; not flash_attention_2) and a model
+    that passes position ids to its mask: checked on the model before the first step."""
     sdft: bool = False
     """SDFT: train on the starting model's rewrites of the answers, each kept only where it still
     agrees with the reference (see :mod:`lat.data.sdft`); generated once and cached."""
@@ -485,6 +487,15 @@ def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
 def _schema() -> DictConfig:
     """The typed default config (built once; merges copy it, never change it)."""
     return OmegaConf.structured(Config)
+
+
+def recorded_config(path: Path) -> Config | None:
+    """The config a run folder's ``config.yaml`` records, read through today's schema (settings
+    added since take their defaults); None when it no longer fits the schema."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(_schema(), OmegaConf.load(path)))
+    except Exception:  # a setting since removed or retyped: not comparable
+        return None
 
 
 def _merge_layers(base: DictConfig, layers: list[tuple[Any, str]]) -> DictConfig:

@@ -4,8 +4,8 @@ Local runs keep their state in ``<run.root>/<sweep>/sweep.json`` (rewritten atom
 every change) next to one run folder and one log per point, so a sweep can be interrupted and
 re-run: finished points are skipped, unfinished ones resume from their last checkpoint, failed
 ones are tried again. A point finished by an earlier run of another sweep file sharing the folder
-(a narrowed slice of the same grid, where the point had another index) is found by its values'
-hash and resolved config, and reused instead of trained again. Points whose resolved configs are identical (``vanilla`` at every ``m`` of
+(a narrowed slice of the same grid, where the point had another index, and whose ``sweep.json``
+replaced this one's) is found by its values' hash and resolved config, and reused. Points whose resolved configs are identical (``vanilla`` at every ``m`` of
 a grid, say) run once; the others are recorded as ``same as`` it.
 """
 
@@ -139,7 +139,7 @@ class SweepRun:
         for p in self.points:
             if p.status in ("done", "same"):
                 continue
-            found = finished_elsewhere(self.folder, p.id, lambda p=p: load_config(base_args + overrides(p.values)))
+            found = finished_elsewhere(self.folder, p.id, lambda p=p: load_config(base_args + overrides(p.values)), old)
             if found is not None:
                 if found.name != p.id:
                     renamed[p.id] = found.name
@@ -202,34 +202,44 @@ class SweepRun:
         return self.points
 
 
-def _comparable(config: dict) -> dict:
-    run = {k: v for k, v in config.get("run", {}).items() if k not in ("name", "root", "resume")}
-    return {**config, "run": run}
+def finished(run: Path) -> bool:
+    """A run folder that ``lat train`` finished: a saved final model and the step count it writes
+    into ``metrics.json`` last."""
+    metrics = run / "metrics.json"
+    if not metrics.is_file() or not any((run / d).is_dir() for d in ("adapter", "model")):
+        return False
+    try:
+        return "global_step" in json.loads(metrics.read_text())
+    except ValueError:
+        return False
 
 
-def finished_elsewhere(folder: Path, point: str, config: Callable[[], Config]) -> Path | None:
+def finished_elsewhere(folder: Path, point: str, config: Callable[[], Config], recorded: dict[str, dict]) -> Path | None:
     """A finished run folder of this point that ``sweep.json`` does not record (the state file of
     another sweep file sharing the folder replaced it): the same values' hash under any index, a
-    saved final model (``adapter/`` or ``model/``), and the same resolved config apart from where
-    it ran.
+    finished run (:func:`finished`), not recorded as failed, with the same resolved config apart
+    from where it ran (the recorded config read through today's schema, so settings added since
+    count as their defaults).
 
     Args:
         folder: The sweep folder.
         point: The point's id (``<index>-<hash>``).
         config: Resolves the point's config (called only when a candidate folder exists).
+        recorded: ``sweep.json``'s points by id.
     """
-    import yaml
-
-    from lat.config import to_yaml
-
-    digest = point.split("-", 1)[1]
-    runs = [r for r in sorted(folder.glob(f"*-{digest}")) if (r / "config.yaml").is_file() and any((r / d).is_dir() for d in ("adapter", "model"))]
-    if not runs:
-        return None
+    from lat.config import recorded_config
     from lat.train import starting_point
 
-    want = _comparable(yaml.safe_load(to_yaml(starting_point(config(), build=False))))  # as the run recorded it
-    return next((r for r in runs if _comparable(yaml.safe_load((r / "config.yaml").read_text()) or {}) == want), None)
+    digest = point.split("-", 1)[1]
+    runs = [r for r in sorted(folder.glob(f"*-{digest}")) if r.name not in recorded and (r / "config.yaml").is_file() and finished(r)]
+    if not runs:
+        return None
+    want = effective_config(starting_point(config(), build=False))  # as the run recorded it
+    for run in runs:
+        cfg = recorded_config(run / "config.yaml")
+        if cfg is not None and effective_config(cfg) == want:
+            return run
+    return None
 
 
 def headline_metrics(run_dir: Path) -> dict[str, float]:

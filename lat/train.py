@@ -30,6 +30,7 @@ from lat.models.interrupt import GracefulStop
 from lat.models.module import LookAheadModule
 from lat.models.alarm import DriftAlarm
 from lat.models.monitor import DivergenceMonitor
+from lat.models.packing import PackingCheck, check_kernel
 from lat.models.precision import autocast_dtype, resolve_precision
 from lat.rundir import environment, run_folder, update_metrics
 
@@ -175,6 +176,8 @@ same config and seed reproduce exactly) and left to the loggers."""
 
 def _train(cfg: Config, run_dir: Path) -> TrainResult:
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
+    if cfg.data.packing:
+        check_kernel(cfg.model.attn_implementation)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
     prepared = prepare_for_training(model, cfg)
     dm = LookAheadDataModule(cfg, tok, answer_fn=seed_answer_fn(cfg, prepared.model, tok), loss_fn=seed_loss_fn(cfg, prepared.model, tok))
@@ -191,7 +194,8 @@ def _train(cfg: Config, run_dir: Path) -> TrainResult:
     for logger in loggers:
         logger.log_hyperparams({**counts, **{"env/" + k: str(v) for k, v in environment().items()}})
     alarm = drift_alarm(cfg, monitor)
-    callbacks = [monitor, *([alarm] if alarm else []), *eval_callbacks(cfg, tok, run_dir), GracefulStop(last), ckpt]
+    packing = [PackingCheck(len(tok))] if cfg.data.packing else []
+    callbacks = [*packing, monitor, *([alarm] if alarm else []), *eval_callbacks(cfg, tok, run_dir), GracefulStop(last), ckpt]
     trainer = build_trainer(cfg, run_dir, callbacks, loggers, dm.val_set is not None)
     resume = cfg.run.resume and last.exists()
     if resume:

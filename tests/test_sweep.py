@@ -211,7 +211,7 @@ def _finish(run: Path, overrides: list[str]) -> None:
 
     (run / "adapter").mkdir(parents=True)
     (run / "config.yaml").write_text(to_yaml(load_config([*overrides, f"run.root={run.parent}", f"run.name={run.name}"])))
-    (run / "metrics.json").write_text(json.dumps({"safety/rsr": 0.5}))
+    (run / "metrics.json").write_text(json.dumps({"safety/rsr": 0.5, "global_step": 3}))
 
 
 def test_a_point_finished_under_another_index_is_reused_not_trained_again(tmp_path, monkeypatch):
@@ -221,6 +221,12 @@ def test_a_point_finished_under_another_index_is_reused_not_trained_again(tmp_pa
     first = SweepRun(full, [], tmp_path / "runs")
     eight = first.points[1]
     _finish(first.folder / eight.id, ["lora.r=8"])
+    metrics = first.folder / eight.id / "metrics.json"
+    metrics.write_text(json.dumps({"safety/rsr": 0.5}))  # killed before its last write: not finished
+    assert SweepRun(_fake_sweep(tmp_path, monkeypatch, "[8]"), [], tmp_path / "runs").points[0].status == "pending"
+    metrics.write_text(json.dumps({"safety/rsr": 0.5, "global_step": 3}))
+    recorded = first.folder / eight.id / "config.yaml"  # written before a setting existed: it counts as its default
+    recorded.write_text("\n".join(ln for ln in recorded.read_text().splitlines() if "packing:" not in ln))
     narrowed = SweepRun(_fake_sweep(tmp_path, monkeypatch, "[8]"), [], tmp_path / "runs")
     (point,) = narrowed.points
     fresh = point_id(0, {"lora.r": 8})

@@ -25,7 +25,8 @@ Models (--model): ``embedded`` (SmolLM2-135M-Instruct), ``llama-1b`` (a randomly
 Llama of 1.1 B parameters with the embedded tokenizer: hidden 2048, 16 layers, 32 heads, 8
 key-value heads, MLP 8192; weights cannot be downloaded on the GPU machines), ``tiny`` (the test
 model, for --smoke). MFU = model FLOPs per second over the device's bf16 peak: a datasheet figure
-on known GPUs, a bf16 matmul measured in the same process on a CPU (see ``train_flops``).
+on known GPUs; on a CPU the faster of a bf16 and a fp32 matmul measured in the same run (see
+``train_flops`` and ``bf16_peak``).
 
     python experiments/benchmarks/train_throughput.py --steps 60 --batch 8 --seq-len 128
     python experiments/benchmarks/train_throughput.py --lengths natural --seq-len 512 --configs hf,lat,lat+pack
@@ -96,41 +97,51 @@ def training_examples(args, tok):
     return natural_examples(tok, args.steps * args.batch, args.seq_len)
 
 
-def train_flops(model, tokens: int, mean_len: float, full: bool) -> float:
-    """Model FLOPs of one training pass over ``tokens`` example tokens.
+def train_flops(model, lengths: list[int], full: bool) -> float:
+    """Model FLOPs of one training pass over examples of these token ``lengths``.
 
     N = weights of the linear layers and the output head (LoRA's own are negligible). Forward
     2N per token; backward 2N for the activation gradients plus, with full fine-tuning only, 2N
-    for the weight gradients. Attention adds 4 * layers * hidden * mean_len per token forward
-    (scores and weighted values) and twice that backward. Padding is not counted.
+    for the weight gradients. Attention adds 4 * layers * hidden * L per token of an L-token
+    example forward (scores and weighted values) and twice that backward. Padding is not counted,
+    and neither is what a side skips: the output head is counted at every token although `lat`
+    runs it only where an answer token is predicted, so MFU compares the same work on each side.
     """
     from torch import nn
 
     n = sum(m.weight.numel() for name, m in model.named_modules() if isinstance(m, nn.Linear) and "lora_" not in name)
     cfg = model.config
-    attention = 12 * cfg.num_hidden_layers * cfg.hidden_size * mean_len
-    return tokens * ((6 if full else 4) * n + attention)
+    linear = (6 if full else 4) * n * sum(lengths)
+    attention = 12 * cfg.num_hidden_layers * cfg.hidden_size * sum(length * length for length in lengths)
+    return float(linear + attention)
 
 
-GPU_BF16_PEAK = {"H200": 989.4e12, "H100": 989.4e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
-"""Dense bf16 tensor-core peaks (FLOP/s) from the vendors' datasheets (SXM parts for H100/H200)."""
+GPU_BF16_PEAK = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H200": 989.4e12, "H100": 989.4e12, "A100": 312e12, "L40S": 362e12}
+"""Dense bf16 tensor-core peaks (FLOP/s) from the vendors' datasheets, most specific name first
+(plain H100/H200: the SXM parts)."""
+
+
+def _matmul_rate(dtype: torch.dtype, size: int = 2048, reps: int = 20) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * size**3 * reps / (time.perf_counter() - start)
 
 
 def bf16_peak(device: str) -> tuple[float, str]:
-    """The device's bf16 peak (FLOP/s) and where it comes from."""
+    """The device's bf16 peak (FLOP/s) and where it comes from (on a CPU: the faster of a bf16 and
+    a fp32 matmul measured now, so a CPU without native bf16 is not flattered)."""
     if device == "cuda":
         name = torch.cuda.get_device_name()
         for key, peak in GPU_BF16_PEAK.items():
             if key in name:
                 return peak, f"datasheet ({name})"
         raise SystemExit(f"no bf16 peak known for {name}; add it to GPU_BF16_PEAK")
-    a, b = torch.randn(2048, 2048, dtype=torch.bfloat16), torch.randn(2048, 2048, dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    start, reps = time.perf_counter(), 20
-    for _ in range(reps):
-        a @ b
-    return 2 * 2048**3 * reps / (time.perf_counter() - start), "measured bf16 matmul, 2048^3"
+    bf16, fp32 = _matmul_rate(torch.bfloat16), _matmul_rate(torch.float32)
+    return max(bf16, fp32), f"measured matmul 2048^3: bf16 {bf16 / 1e9:.0f}, fp32 {fp32 / 1e9:.0f} GFLOP/s"
 
 
 def harmful_probes(tok, max_answer_tokens: int):
@@ -185,9 +196,8 @@ def step_tokens(enc, batch: int) -> list[int]:
 def throughput(clock: StepClock, args, enc, model, full: bool) -> dict:
     """tokens/s and model FLOP/s over the timed steps."""
     tokens = step_tokens(enc, args.batch)
-    timed = sum(tokens[args.warmup + 1 : len(clock.times)])
-    mean_len = sum(len(e.input_ids) for e in enc) / len(enc)
-    flops = train_flops(model, timed, mean_len, full) / clock.seconds(args.warmup)
+    timed = [len(e.input_ids) for e in enc[(args.warmup + 1) * args.batch : len(clock.times) * args.batch]]
+    flops = train_flops(model, timed, full) / clock.seconds(args.warmup)
     return {"tokens_per_s": clock.rate(args.warmup, tokens), "model_flops_per_s": flops}
 
 
@@ -358,7 +368,7 @@ def main() -> None:
         results[name] = json.loads(line[7:])
         print(name, results[name], flush=True)
     print(f"\nmodel {args.model} on {args.device} ({args.precision}), steps {args.steps} (first {args.warmup} excluded), batch {args.batch}, "
-          f"{args.lengths} lengths up to {args.seq_len} tokens, torch threads {torch.get_num_threads()}; bf16 peak {peak / 1e12:.2f} TFLOP/s ({peak_source})")
+          f"{args.lengths} lengths up to {args.seq_len} tokens, torch threads {torch.get_num_threads()}; peak {peak / 1e12:.2f} TFLOP/s ({peak_source})")
     print("| configuration | tokens/s | model TFLOP/s | MFU | peak RSS (MiB) |\n|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['tokens_per_s']:.0f} | {r['model_flops_per_s'] / 1e12:.3f} | {100 * r['model_flops_per_s'] / peak:.1f} % | {r['peak_rss_mib']:.0f} |")

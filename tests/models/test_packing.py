@@ -107,6 +107,40 @@ def test_packing_trains_through_the_datamodule_with_fewer_rows(tmp_path):
     assert torch.isfinite(torch.tensor(float(trainer.callback_metrics["train/loss"])))
 
 
+class _IgnoresPositions(torch.nn.Module):
+    """A model whose attention mask ignores position ids: packed examples see each other."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, position_ids=None, **kw):
+        return self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kw)
+
+
+def test_packing_leak_is_zero_for_the_tiny_llama_and_large_when_attention_crosses_examples(tmp_path):
+    from lat.models.packing import LEAK_TOLERANCE, packing_leak
+
+    module, _ = _module(tmp_path)
+    vocab = module.model.config.vocab_size
+    assert packing_leak(module.model, vocab) < 1e-5
+    assert packing_leak(_IgnoresPositions(module.model), vocab) > LEAK_TOLERANCE
+
+
+def test_packed_run_stops_on_a_leaking_model_or_kernel_before_training(tmp_path, monkeypatch):
+    import lat.models.packing as packing
+    from lat.errors import UserError
+    from lat.train import train
+
+    cfg = load_config([*SMOKE, f"run.root={tmp_path}", "data.packing=true", "model.attn_implementation=flash_attention_2"])
+    with pytest.raises(UserError, match=r"data\.packing: model\.attn_implementation=flash_attention_2 attends across"):
+        train(cfg)
+    monkeypatch.setattr(packing, "packing_leak", lambda model, vocab: 0.5)
+    with pytest.raises(UserError, match=r"data\.packing: .* lets packed examples attend to each other \(logits differ by 50\.0%"):
+        train(load_config([*SMOKE, f"run.root={tmp_path}", "data.packing=true"]))
+    assert not any(tmp_path.iterdir())  # no run folder left behind
+
+
 def test_compile_without_decoder_layers_is_a_clear_error():
     from lat.errors import UserError
     from lat.models.loading import compile_layers
@@ -128,3 +162,10 @@ def test_compiled_layers_give_the_same_logits_with_and_without_adapters(tmp_path
     for e, c in zip(eager, compiled):
         assert torch.allclose(e, c, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(*compiled)  # the adapter switch still reaches the compiled layers
+
+
+def test_lat_train_with_packing_passes_the_check_and_trains(tmp_path):
+    from lat.train import train
+
+    result = train(load_config([*SMOKE, f"run.root={tmp_path}", "data.packing=true", "eval.during_training=false"]))
+    assert result.metrics["global_step"] > 0 and (result.run_dir / "adapter").is_dir()
