@@ -5,8 +5,9 @@ every change) next to one run folder and one log per point, so a sweep can be in
 re-run: finished points are skipped, unfinished ones resume from their last checkpoint, failed
 ones are tried again. A point finished by an earlier run of another sweep file sharing the folder
 (a narrowed slice of the same grid, where the point had another index, and whose ``sweep.json``
-replaced this one's) is found by its values' hash and resolved config, and reused. Points whose resolved configs are identical (``vanilla`` at every ``m`` of
-a grid, say) run once; the others are recorded as ``same as`` it.
+replaced this one's) is found by its values' hash and resolved config, and reused. Points whose
+resolved configs are identical (``vanilla`` at every ``m`` of a grid, say) run once; the others
+are recorded as ``same as`` it.
 """
 
 from __future__ import annotations

@@ -181,8 +181,7 @@ class StepClock:
 
     def rate(self, warmup: int, step_tokens: list[int]) -> float:
         """Example tokens per second over the steps after ``warmup`` (``step_tokens``: per step)."""
-        t = self.times[warmup:]
-        return sum(step_tokens[warmup + 1 : len(self.times)]) / (t[-1] - t[0])
+        return sum(step_tokens[warmup + 1 : len(self.times)]) / self.seconds(warmup)
 
     def seconds(self, warmup: int) -> float:
         return self.times[-1] - self.times[warmup]

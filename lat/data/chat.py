@@ -205,19 +205,19 @@ def collate_packed(batch: Sequence[Encoded], pad_id: int, width: int) -> dict[st
         ``input_ids``, ``labels``, ``position_ids``: (R, T) long with R <= B rows and T the longest
         row; ``tokens``: () long, the number of example tokens.
     """
-    rows = pack_rows([len(e.input_ids) for e in batch], width)
-    longest = max(sum(len(batch[i].input_ids) for i in row) for row in rows)
+    lengths = [len(e.input_ids) for e in batch]
+    rows = pack_rows(lengths, width)
+    longest = max(sum(lengths[i] for i in row) for row in rows)
     ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), longest), IGNORE_INDEX, dtype=torch.long)
     positions = torch.empty((len(rows), longest), dtype=torch.long)
     for r, row in enumerate(rows):
         at = 0
         for i in row:
-            e = batch[i]
-            n = len(e.input_ids)
-            ids[r, at : at + n] = torch.tensor(e.input_ids)
-            labels[r, at : at + n] = torch.tensor(e.labels)
+            n = lengths[i]
+            ids[r, at : at + n] = torch.tensor(batch[i].input_ids)
+            labels[r, at : at + n] = torch.tensor(batch[i].labels)
             positions[r, at : at + n] = torch.arange(n)
             at += n
         positions[r, at:] = torch.arange(longest - at)
-    return {"input_ids": ids, "labels": labels, "position_ids": positions, "tokens": torch.tensor(sum(len(e.input_ids) for e in batch))}
+    return {"input_ids": ids, "labels": labels, "position_ids": positions, "tokens": torch.tensor(sum(lengths))}
