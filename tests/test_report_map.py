@@ -105,6 +105,17 @@ def test_map_sweep_and_its_slices_expand_to_the_planned_runs(tmp_path):
     assert {p.values["run.seed"] for p in points} == {0, 1, 2} and sum(p.status != "same" for p in points) == 3 * 3
 
 
+def test_map_points_generate_in_fp32_though_the_quickstart_generates_in_bf16(tmp_path):
+    from lat.config import load_config
+    from lat.sweep_runner import fixed_overrides
+
+    script = _script()
+    _, base = plan(read_sweep(script.slice_sweep("scale", script.SLICES["scale"], 1, tmp_path)), [])
+    assert load_config(["experiment=quickstart"]).eval.precision == "auto"
+    assert base.eval.precision is None  # as train.precision (32-true): the map's measured setting
+    assert load_config(fixed_overrides(read_sweep(ROOT / "configs" / "sweep" / "map.yaml"))).eval.precision is None  # the seed's map evaluation
+
+
 def test_method_label_is_the_preview_mode_when_no_preview_setting_varies(tmp_path):
     root = tmp_path / "runs"
     for lr in (1e-4, 1e-3):

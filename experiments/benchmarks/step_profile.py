@@ -7,6 +7,7 @@ Compare LoRA dropout on and off, or fp32 and bf16 autocast, in the same process:
     python experiments/benchmarks/step_profile.py --dropout 0.05 0.0
     python experiments/benchmarks/step_profile.py --autocast none bfloat16
     python experiments/benchmarks/step_profile.py --attn sdpa eager --autocast none bfloat16
+    python experiments/benchmarks/step_profile.py --dtype float32 bfloat16   # weights stored in bf16
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 
-def build(dropout: float, model_spec: str | None, attn: str | None = None):
+def build(dropout: float, model_spec: str | None, attn: str | None = None, dtype: str = "float32"):
     from lat.config import apply_overrides, load_config
     from lat.data.datamodule import LookAheadDataModule
     from lat.models.loading import load_model_and_tokenizer, prepare_for_training
     from lat.models.module import LookAheadModule
     from lat.train import starting_point
 
-    overrides = ["experiment=quickstart", "train.start_from=seed", f"lora.dropout={dropout}", "data.probes=[]"]
+    overrides = ["experiment=quickstart", "train.start_from=seed", f"lora.dropout={dropout}", "data.probes=[]", f"model.dtype={dtype}"]
     cfg = starting_point(load_config(overrides))
     if attn:
         cfg = apply_overrides(cfg, [f"model.attn_implementation={attn}"])
@@ -55,12 +56,13 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, nargs="+", default=[0.05], help="LoRA dropout values to compare")
     ap.add_argument("--autocast", nargs="+", default=["none"], help="none | bfloat16 (CPU autocast), to compare")
     ap.add_argument("--attn", nargs="+", default=["default"], help="attention kernels to compare (default | sdpa | eager)")
+    ap.add_argument("--dtype", nargs="+", default=["float32"], help="model.dtype values to compare (the frozen weights' storage dtype)")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per setting")
     ap.add_argument("--model", default=None, help="model instead of the cached aligned seed")
     ap.add_argument("--top", type=int, default=8, help="operators listed per setting")
     args = ap.parse_args()
-    for dropout, attn in [(d, a) for d in args.dropout for a in args.attn]:
-        module, opt, batch = build(dropout, args.model, None if attn == "default" else attn)
+    for dropout, attn, dtype in [(d, a, t) for d in args.dropout for a in args.attn for t in args.dtype]:
+        module, opt, batch = build(dropout, args.model, None if attn == "default" else attn, dtype)
         for cast in args.autocast:
             cast = None if cast == "none" else cast
             for _ in range(2):
@@ -74,7 +76,7 @@ def main() -> None:
                 step(module, opt, batch, cast)
             total = sum(e.self_cpu_time_total for e in prof.key_averages())
             tokens = int(batch["attention_mask"].sum())
-            print(f"\n## dropout {dropout}, attention {attn}, autocast {cast or 'none'}: batch {tuple(batch['input_ids'].shape)}, "
+            print(f"\n## dropout {dropout}, attention {attn}, dtype {dtype}, autocast {cast or 'none'}: batch {tuple(batch['input_ids'].shape)}, "
                   f"median step {statistics.median(times):.2f} s ({tokens / statistics.median(times):.0f} tokens/s)")
             print("| operator | self CPU s | share |\n|---|---|---|")
             for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[: args.top]:
