@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 
 from lat.cachedir import cached_json, ensure_folder
-from lat.config import Config, LoraConfig, TrainConfig, apply_overrides
+from lat.config import Config, DataConfig, LoraConfig, PreviewConfig, TrainConfig, apply_overrides
 from lat.data.records import read_records, resolve_path, write_records
 from lat.data.tasks import Example
 from lat.evaluation.generate import GenerationSettings, answer
@@ -88,12 +88,15 @@ def alignment_records(cfg: Config, model, tok) -> list[dict]:
 def sft_config(cfg: Config, data_path: Path, root: Path) -> Config:
     """The training config of the safety SFT (LoRA on the base, no preview, no evaluation).
 
-    Training and LoRA settings are the schema's defaults plus the ``align`` ones, never the
-    experiment's ``train`` or ``lora`` sections, so the seed depends only on what
+    Training, LoRA, data and preview settings are the schema's defaults plus the ``align`` ones
+    (and the experiment's ``data.max_length``, which the identity records), never the rest of
+    the experiment's ``train``, ``lora``, ``data`` or ``preview`` sections (its packing, safety
+    mixing, field names, answer masking ...), so the seed depends only on what
     :func:`seed_identity` records.
     """
     a = cfg.align
-    base = dataclasses.replace(cfg, train=TrainConfig(), lora=LoraConfig(), run=dataclasses.replace(cfg.run, seed=a.seed))
+    data = DataConfig(max_length=cfg.data.max_length, eval_batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers)
+    base = dataclasses.replace(cfg, train=TrainConfig(), lora=LoraConfig(), data=data, preview=PreviewConfig(), run=dataclasses.replace(cfg.run, seed=a.seed))
     return apply_overrides(base, [
         "data.task=instruction", f"data.train_path={data_path}", "data.val_path=null", "data.val_size=0",
         "data.max_train_samples=null", "data.probes=[]", "data.system_prompt=null", f"data.batch_size={a.batch_size}",

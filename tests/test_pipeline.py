@@ -114,3 +114,15 @@ def test_starting_point_without_building_names_the_seed_and_builds_nothing(cache
     named = starting_point(cfg, build=False)
     assert named.model.name_or_path == str(seed_folder(cfg)) and named.train.start_from == "base"
     assert not seed_folder(cfg).exists() and not (cache / "seeds").exists()
+
+
+def test_the_safety_sft_ignores_the_experiments_data_and_preview_settings_its_seed_key_does_not_record(tmp_path):
+    from lat.align import sft_config, seed_identity
+
+    plain = load_config(["experiment=smoke"])
+    busy = load_config(["experiment=smoke", "data.packing=true", "data.safety_mix=0.5", "data.group_by_length=false",
+                        "data.input_field=question", "data.sdft=true", "preview.mask_answer_tokens=2", "preview.connector=X"])
+    assert seed_identity(busy) == seed_identity(plain)  # one cached seed for both ...
+    assert sft_config(busy, tmp_path / "d.jsonl", tmp_path) == sft_config(plain, tmp_path / "d.jsonl", tmp_path)  # ... built alike
+    longer = load_config(["experiment=smoke", "data.max_length=48"])
+    assert sft_config(longer, tmp_path / "d.jsonl", tmp_path).data.max_length == 48 and seed_identity(longer) != seed_identity(plain)
