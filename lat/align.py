@@ -95,12 +95,11 @@ def sft_config(cfg: Config, data_path: Path, root: Path) -> Config:
     :func:`seed_identity` records.
     """
     a = cfg.align
-    data = DataConfig(max_length=cfg.data.max_length, eval_batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers)
+    data = DataConfig(task="instruction", train_path=str(data_path), batch_size=a.batch_size, max_length=cfg.data.max_length,
+                      eval_batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers)
     base = dataclasses.replace(cfg, train=TrainConfig(), lora=LoraConfig(), data=data, preview=PreviewConfig(), run=dataclasses.replace(cfg.run, seed=a.seed))
     return apply_overrides(base, [
-        "data.task=instruction", f"data.train_path={data_path}", "data.val_path=null", "data.val_size=0",
-        "data.max_train_samples=null", "data.probes=[]", "data.system_prompt=null", f"data.batch_size={a.batch_size}",
-        "preview.mode=vanilla", "lora.enabled=true", f"lora.r={a.r}", f"lora.alpha={2 * a.r}", f"lora.dropout={a.lora_dropout}",
+        "lora.enabled=true", f"lora.r={a.r}", f"lora.alpha={2 * a.r}", f"lora.dropout={a.lora_dropout}",
         f"train.max_steps={a.steps}", "train.epochs=1000", f"train.lr={a.lr}", f"train.precision={a.precision}", "train.divergence_every_n_steps=0",
         "train.checkpoint_every_n_steps=0", "eval.during_training=false", "logging.wandb_mode=disabled",
         f"run.root={root}", "run.name=sft", "run.resume=false", "model.adapter_path=null",
