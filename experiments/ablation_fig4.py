@@ -3,7 +3,7 @@ on the embedded default (the main job's aligned seed, fine-tuned on synthetic ar
 
 Runs two local sweeps with `lat sweep` (configs/sweep/preview_length.yaml and prefix_type.yaml,
 restricted to --seeds seeds; each point is a `lat train experiment=quickstart train.start_from=seed`
-run), then `lat report` on each, and prints the two series:
+run, with fp32 generation and the seed built on the fp32 base, as the sweep files pin), then `lat report` on each, and prints the two series:
 
 * effect of m: RSR, JSR@3, utility and KL at positions 1-3 for vanilla and real m in {1, ..., 16};
 * effect of P: the same for vanilla, real (m=6) and virtual with each of the paper's three prefixes.

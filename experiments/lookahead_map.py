@@ -1,8 +1,9 @@
 """The map: where, if anywhere, do previews help on the embedded default?
 
 Runs slices of configs/sweep/map.yaml with `lat sweep` (each point a `lat train
-experiment=quickstart train.start_from=seed eval.max_samples=null eval.precision=null` run: the
-main job's aligned seed fine-tuned on synthetic arithmetic, RSR / JSR@3 on all 132 held-out
+experiment=quickstart train.start_from=seed eval.max_samples=null eval.precision=null
+align.dtype=null align.attn_implementation=null` run: the main job's aligned seed, as built by its
+safety SFT on the fp32 base, fine-tuned on synthetic arithmetic, RSR / JSR@3 on all 132 held-out
 harmful prompts, generated in fp32 as the map was first measured),
 evaluates the seed once under the same settings, then writes the map with `lat report --map`:
 each preview against Vanilla FT of the same learning rate / LoRA-or-full / epochs, Vanilla FT

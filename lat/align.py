@@ -21,14 +21,14 @@ import json
 from pathlib import Path
 
 from lat.cachedir import cached_json, ensure_folder
-from lat.config import Config, DataConfig, LoraConfig, PreviewConfig, TrainConfig, apply_overrides
+from lat.config import Config, DataConfig, LoraConfig, ModelConfig, PreviewConfig, TrainConfig, apply_overrides
 from lat.data.records import read_records, resolve_path, write_records
 from lat.data.tasks import Example
 from lat.evaluation.generate import GenerationSettings, answer
 from lat.fileio import write_json
 from lat.models.embedded import cache_root
 from lat.models.loading import load_model_and_tokenizer
-from lat.models.precision import autocast_dtype, resolve_precision
+from lat.models.precision import autocast_dtype, resolve_precision, resolve_weight_dtype
 
 
 def _file_sha(spec: str) -> str:
@@ -47,15 +47,27 @@ def seed_identity(cfg: Config) -> dict:
     seeds share one aligned seed."""
     a = cfg.align
     answers = a.answer_precision and resolve_precision(a.answer_precision, setting="align.answer_precision")
-    a = dataclasses.replace(a, precision=resolve_precision(a.precision, setting="align.precision"), answer_precision=answers)
+    sft = sft_model(cfg)
+    a = dataclasses.replace(a, precision=resolve_precision(a.precision, setting="align.precision"), answer_precision=answers,
+                            dtype=sft.dtype, attn_implementation=sft.attn_implementation)
     align = dataclasses.asdict(a)
     if answers is None:  # as align.precision: nothing more to record
         del align["answer_precision"]
-    if a.precision == "32-true":  # seeds built before the setting existed keep their key
-        del align["precision"]
+    # seeds built before these settings existed keep their key
+    for name, unset in (("precision", "32-true"), ("dtype", cfg.model.dtype), ("attn_implementation", None)):
+        if align[name] == unset:
+            del align[name]
     return {"recipe": SEED_RECIPE, "model": cfg.model.name_or_path, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter_path,
             "max_length": cfg.data.max_length, "align": align,
             "data": {"safety": _file_sha(a.safety_path), "benign": _file_sha(a.benign_path)}}
+
+
+def sft_model(cfg: Config) -> ModelConfig:
+    """The model section the safety SFT loads: ``model`` with ``align.dtype`` (resolved) and
+    ``align.attn_implementation`` applied, and no start adapter."""
+    a = cfg.align
+    return dataclasses.replace(cfg.model, dtype=resolve_weight_dtype(a.dtype, cfg.model.dtype),
+                               attn_implementation=a.attn_implementation or cfg.model.attn_implementation, adapter_path=None)
 
 
 def seed_folder(cfg: Config) -> Path:
@@ -97,13 +109,30 @@ def sft_config(cfg: Config, data_path: Path, root: Path) -> Config:
     a = cfg.align
     data = DataConfig(task="instruction", train_path=str(data_path), batch_size=a.batch_size, max_length=cfg.data.max_length,
                       eval_batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers)
-    base = dataclasses.replace(cfg, train=TrainConfig(), lora=LoraConfig(), data=data, preview=PreviewConfig(), run=dataclasses.replace(cfg.run, seed=a.seed))
+    base = dataclasses.replace(cfg, model=sft_model(cfg), train=TrainConfig(), lora=LoraConfig(), data=data, preview=PreviewConfig(),
+                               run=dataclasses.replace(cfg.run, seed=a.seed))
     return apply_overrides(base, [
         "lora.enabled=true", f"lora.r={a.r}", f"lora.alpha={2 * a.r}", f"lora.dropout={a.lora_dropout}",
         f"train.max_steps={a.steps}", "train.epochs=1000", f"train.lr={a.lr}", f"train.precision={a.precision}", "train.divergence_every_n_steps=0",
         "train.checkpoint_every_n_steps=0", "eval.during_training=false", "logging.wandb_mode=disabled",
-        f"run.root={root}", "run.name=sft", "run.resume=false", "model.adapter_path=null",
+        f"run.root={root}", "run.name=sft", "run.resume=false",
     ])
+
+
+def merge_into_base(trained, cfg: Config):
+    """The SFT's LoRA adapters (fp32) merged into the base loaded as ``model`` says (its dtype,
+    not ``align.dtype``): the seed keeps the model's dtype whatever the SFT stored the base in.
+
+    Args:
+        trained: The peft model the SFT trained.
+        cfg: The experiment config (its ``model`` section, ``align.seed``).
+    """
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    base, _ = load_model_and_tokenizer(dataclasses.replace(cfg.model, adapter_path=None), cfg.align.seed)
+    target = get_peft_model(base, trained.peft_config["default"])
+    set_peft_model_state_dict(target, get_peft_model_state_dict(trained))
+    return target.merge_and_unload()
 
 
 def build_seed(cfg: Config) -> Path:
@@ -116,7 +145,7 @@ def build_seed(cfg: Config) -> Path:
         write_records(data_path, alignment_records(cfg, base, tok))
         del base
         result = train(sft_config(cfg, data_path, tmp))
-        merged = result.module.model.merge_and_unload()
+        merged = merge_into_base(result.module.model, cfg)
         merged.save_pretrained(str(tmp))
         result.tokenizer.save_pretrained(str(tmp))
 

@@ -7,6 +7,8 @@ generation: prompt, prefill prefix, response, judge label and score).
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +41,15 @@ def format_metrics(metrics: dict) -> str:
     return format_comparison({"value": metrics})
 
 
+HEADLINE = re.compile(r"^[^/]+/[^/]+$|^safety/[^/]+/(rsr|jsr@\d+)$")
+"""Headline metric names: ``group/metric`` (``safety/rsr``, ``utility/gsm8k_acc`` ...) and an extra
+judge's rates (``safety/embedding/rsr``), not per-category or bookkeeping ones."""
+
+
 def format_comparison(columns: dict[str, dict]) -> str:
     """A markdown table of the headline metrics, one column per model."""
     names = list(columns)
-    keys = [k for k in dict.fromkeys(k for m in columns.values() for k in m) if k.count("/") == 1 and not k.endswith("/n")]
+    keys = [k for k in dict.fromkeys(k for m in columns.values() for k in m) if HEADLINE.match(k) and not k.endswith("/n")]
     lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for k in keys:
         cells = [columns[n].get(k) for n in names]

@@ -51,6 +51,7 @@ CASES = {
     "override: unknown loss": ({}, ["train", *SMOKE, "train.loss=nope"], r"train\.loss: unknown loss 'nope'"),
     "override: unknown schedule": ({}, ["train", *SMOKE, "train.schedule=nope"], r"train\.schedule: unknown schedule 'nope'"),
     "override: unknown precision": ({}, ["train", *SMOKE, "train.precision=bf17"], r"train\.precision: unknown 'bf17'"),
+    "override: unknown seed SFT dtype": ({}, ["align", *SMOKE, "align.dtype=half"], r"align\.dtype: unknown 'half'"),
     "override: unknown starting point": ({}, ["train", *SMOKE, "train.start_from=nope"], r"train\.start_from: unknown starting point 'nope'"),
     "override: safety mix out of range": ({}, ["train", *SMOKE, "data.safety_mix=1.5"], r"data\.safety_mix: must be in \[0, 1\)"),
     "override: zero batch size": ({}, ["train", *SMOKE, "data.batch_size=0"], r"data\.batch_size: must be >= 1, got 0"),

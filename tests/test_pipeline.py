@@ -126,3 +126,56 @@ def test_the_safety_sft_ignores_the_experiments_data_and_preview_settings_its_se
     assert sft_config(busy, tmp_path / "d.jsonl", tmp_path) == sft_config(plain, tmp_path / "d.jsonl", tmp_path)  # ... built alike
     longer = load_config(["experiment=smoke", "data.max_length=48"])
     assert sft_config(longer, tmp_path / "d.jsonl", tmp_path).data.max_length == 48 and seed_identity(longer) != seed_identity(plain)
+
+
+def test_seed_sft_on_a_bf16_base_merges_fp32_adapters_into_the_models_dtype(tmp_path, cache):
+    import torch
+    from safetensors.torch import load_file
+
+    from lat.align import seed_identity, sft_config
+    from lat.models.loading import load_model_and_tokenizer
+
+    plain = load_config(["experiment=smoke"])
+    fast = load_config(["experiment=smoke", "align.dtype=bfloat16", "align.attn_implementation=eager"])
+    sft = sft_config(fast, tmp_path / "d.jsonl", tmp_path).model
+    assert (sft.dtype, sft.attn_implementation, sft_config(plain, tmp_path / "d.jsonl", tmp_path).model.dtype) == ("bfloat16", "eager", "float32")
+    assert {"dtype", "attn_implementation"}.isdisjoint(seed_identity(plain)["align"])  # earlier seeds keep their key
+    assert seed_identity(fast)["align"]["dtype"] == "bfloat16" and seed_folder(fast) != seed_folder(plain)
+    weights = load_file(build_seed(fast) / "model.safetensors")
+    base = dict(load_model_and_tokenizer(fast.model, fast.align.seed)[0].named_parameters())
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert weights[name].dtype == torch.float32 and not torch.equal(weights[name], base[name].detach())
+
+
+def test_merging_adds_the_fp32_adapter_product_to_the_base_in_the_models_dtype():
+    import torch
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    from lat.align import merge_into_base
+    from lat.models.loading import load_model_and_tokenizer
+
+    cfg = load_config(["experiment=smoke"])  # model.dtype float32
+    name = "model.layers.0.self_attn.q_proj.weight"
+    fp32_base = dict(load_model_and_tokenizer(cfg.model, cfg.align.seed)[0].named_parameters())[name].detach()
+    for dtype in ("float32", "bfloat16"):  # the base the SFT trained on
+        base, _ = load_model_and_tokenizer(load_config(["experiment=smoke", f"model.dtype={dtype}"]).model, cfg.align.seed)
+        trained = get_peft_model(base, PeftLoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"]))
+        layer = trained.base_model.model.model.layers[0].self_attn.q_proj
+        torch.nn.init.normal_(layer.lora_B["default"].weight, std=0.1)
+        a, b = layer.lora_A["default"].weight.detach(), layer.lora_B["default"].weight.detach()
+        assert a.dtype == b.dtype == torch.float32
+        merged = dict(merge_into_base(trained, cfg).named_parameters())[name].detach()
+        assert merged.dtype == torch.float32
+        torch.testing.assert_close(merged, fp32_base + 2.0 * (b @ a), atol=1e-6, rtol=1e-6)
+        if dtype == "float32":  # as merging in place, bit for bit
+            assert torch.equal(merged, dict(trained.merge_and_unload().named_parameters())[name].detach())
+
+
+def test_the_align_table_shows_every_judges_rates_not_per_category_ones():
+    from lat.evaluate import format_comparison
+
+    metrics = {"safety/rsr": 0.9, "safety/rsr/n": 44, "safety/rsr/malware": 0.75, "safety/embedding/rsr": 0.95,
+               "safety/embedding/rsr/unjudged": 0, "safety/embedding/jsr@3": 0.25, "utility/gsm8k_acc": 0.03, "utility/n": 32}
+    rows = [line.split(" | ")[0].lstrip("| ") for line in format_comparison({"base": metrics, "seed": metrics}).splitlines()[2:]]
+    assert rows == ["safety/rsr", "safety/embedding/rsr", "safety/embedding/jsr@3", "utility/gsm8k_acc"]

@@ -29,4 +29,4 @@ def test_quickstart_table_shape_and_keyword_seed_target(quickstart_rows):
 
 @pytest.mark.slow
 def test_quickstart_seed_target_with_the_embedding_judge(quickstart_rows):
-    assert quickstart_rows[0]["safety/embedding/rsr"] >= 0.9  # 93.2 % in experiments/RESULTS.md
+    assert quickstart_rows[0]["safety/embedding/rsr"] >= 0.9  # 97.7 % in experiments/RESULTS.md

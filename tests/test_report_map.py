@@ -116,6 +116,19 @@ def test_map_points_generate_in_fp32_though_the_quickstart_generates_in_bf16(tmp
     assert load_config(fixed_overrides(read_sweep(ROOT / "configs" / "sweep" / "map.yaml"))).eval.precision is None  # the seed's map evaluation
 
 
+@pytest.mark.parametrize("sweep", ["map", "preview_length", "prefix_type"])
+def test_measured_sweeps_keep_the_seed_they_were_measured_on(sweep, monkeypatch):
+    from lat.align import seed_folder
+    from lat.config import load_config
+    from lat.models import precision
+    from lat.sweep_runner import fixed_overrides
+
+    monkeypatch.setattr(precision, "native_bf16", lambda accelerator="auto": True)  # as on this AMX CPU
+    measured_on = seed_folder(load_config(["experiment=paper_small"]))  # SFT on the fp32 base, default attention
+    assert seed_folder(load_config(["experiment=quickstart"])) != measured_on  # the quickstart's is built on a bf16 base
+    assert seed_folder(load_config(fixed_overrides(read_sweep(ROOT / "configs" / "sweep" / f"{sweep}.yaml")))) == measured_on
+
+
 def test_method_label_is_the_preview_mode_when_no_preview_setting_varies(tmp_path):
     root = tmp_path / "runs"
     for lr in (1e-4, 1e-3):

@@ -26,8 +26,9 @@ from torch import nn
 
 from lat.config import Config, LoraConfig, ModelConfig
 from lat.errors import UserError
+from lat.models.precision import WEIGHT_DTYPES
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in WEIGHT_DTYPES}
 
 
 def _dtype(cfg: ModelConfig) -> torch.dtype:

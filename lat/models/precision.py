@@ -5,7 +5,8 @@ multiplies bf16 matrices natively (a CUDA GPU with bf16 support, or a CPU with A
 bf16 matmul runs about 4x faster than fp32), fp32 everywhere else. Generation (evaluation,
 probe answers, the seed's benign answers) runs under the same autocast as training unless
 ``eval.precision`` / ``align.answer_precision`` choose another. The
-divergence monitor always measures in fp32.
+divergence monitor always measures in fp32. ``align.dtype: auto`` stores the frozen base in bf16
+during the seed's safety SFT on the same hardware (:func:`resolve_weight_dtype`).
 """
 
 from __future__ import annotations
@@ -44,3 +45,22 @@ def resolve_precision(precision: str, accelerator: str = "auto", setting: str = 
 def autocast_dtype(precision: str, accelerator: str = "auto", setting: str = "train.precision") -> str | None:
     """The autocast dtype name (``"bfloat16"`` ...) that ``precision`` implies for generation."""
     return AUTOCAST[resolve_precision(precision, accelerator, setting)]
+
+
+WEIGHT_DTYPES = ("float32", "bfloat16", "float16")
+"""Weight storage dtypes a model can be loaded in (``model.dtype``, ``align.dtype``)."""
+
+
+def resolve_weight_dtype(dtype: str | None, default: str, accelerator: str = "auto", setting: str = "align.dtype") -> str:
+    """A weight storage dtype: ``auto`` -> ``bfloat16`` on native-bf16 hardware, else ``default``;
+    None -> ``default``; a name is checked and kept.
+
+    Raises:
+        UserError: An unknown dtype name (the message names ``setting``).
+    """
+    if dtype == "auto":
+        return "bfloat16" if native_bf16(accelerator) else default
+    if dtype is not None and dtype not in WEIGHT_DTYPES:
+        raise UserError(f"{setting}: unknown {dtype!r}; known: auto, {', '.join(WEIGHT_DTYPES)}")
+    return dtype or default
+

@@ -20,6 +20,16 @@ def test_auto_follows_native_bf16(monkeypatch, native, expected):
     assert precision.autocast_dtype("auto") == ("bfloat16" if native else None)
 
 
+@pytest.mark.parametrize("native, expected", [(True, "bfloat16"), (False, "float32")])
+def test_auto_weight_dtype_follows_native_bf16_and_none_is_the_default(monkeypatch, native, expected):
+    monkeypatch.setattr(precision, "native_bf16", lambda accelerator="auto": native)
+    assert precision.resolve_weight_dtype("auto", "float32") == expected
+    assert precision.resolve_weight_dtype(None, "float32") == "float32"
+    assert precision.resolve_weight_dtype("float16", "float32") == "float16"
+    with pytest.raises(UserError, match="align.dtype: unknown 'fp8'"):
+        precision.resolve_weight_dtype("fp8", "float32")
+
+
 def test_named_precisions_pass_through_and_unknown_is_a_user_error():
     assert precision.resolve_precision("16-mixed") == "16-mixed"
     assert precision.autocast_dtype("bf16-true") is None
