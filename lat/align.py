@@ -8,6 +8,9 @@ seed that refuses. The seed is the base after a short LoRA safety SFT, merged:
   once, greedy, cached), so alignment teaches refusing without moving benign behaviour,
 * system prompts cycled over the examples (``align.system_prompts``).
 
+The SFT may keep the frozen base in bf16 (``align.dtype``, ``align.attn_implementation``: faster
+on a CPU with AMX); its fp32 adapters are then merged into the base loaded in ``model.dtype``.
+
 The merged seed is saved as an ordinary model folder under ``$LAT_CACHE/seeds/<key>/``; the key
 covers the base, the alignment settings and the data files, so a change rebuilds it, and a
 missing or truncated folder is rebuilt with a message.
