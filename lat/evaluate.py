@@ -8,7 +8,6 @@ generation: prompt, prefill prefix, response, judge label and score).
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass
 from pathlib import Path
 
