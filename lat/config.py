@@ -215,7 +215,8 @@ class TrainConfig:
     """Answer positions 1..T reported in the divergence."""
     divergence_reference_cache_mb: int = 1024
     """Keep the probe sets' reference logits (they never change during a run) up to this many
-    MiB, so later measurements run only the tuned model; 0 = recompute every time."""
+    MiB, so later measurements run only the tuned model; 0 = recompute every time. Fine-tunings
+    from the same starting model in one process (the methods of ``lat run``) share them."""
     drift_alarm_kl: Optional[float] = None
     """Warn when the mean KL at answer positions 1..``drift_alarm_positions`` on the watched probe
     set exceeds this after a divergence measurement (None = no alarm)."""

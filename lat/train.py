@@ -29,7 +29,7 @@ from lat.models.loading import load_model_and_tokenizer, parameter_counts, prepa
 from lat.models.interrupt import GracefulStop
 from lat.models.module import LookAheadModule
 from lat.models.alarm import DriftAlarm
-from lat.models.monitor import DivergenceMonitor
+from lat.models.monitor import DivergenceMonitor, shared_reference_cache
 from lat.models.packing import PackingCheck, check_kernel
 from lat.models.precision import autocast_dtype, resolve_precision
 from lat.rundir import environment, run_folder, update_metrics
@@ -185,7 +185,7 @@ def _train(cfg: Config, run_dir: Path) -> TrainResult:
     module = LookAheadModule(prepared.model, cfg.train, prepared.frozen_reference)
     monitor = DivergenceMonitor(
         dm.probe_dataloaders(), cfg.train.divergence_every_n_steps, cfg.train.divergence_positions, run_dir / "divergence.csv",
-        cfg.train.divergence_reference_cache_mb,
+        reference_cache=shared_reference_cache(reference_identity(cfg), cfg.train.divergence_reference_cache_mb * 2**20),
     )
     last = run_dir / "checkpoints" / "last.ckpt"
     ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0, every_n_train_steps=cfg.train.checkpoint_every_n_steps or None)
@@ -253,6 +253,18 @@ def starting_model_key(cfg: Config) -> list:
     """What identifies the starting model in cache keys: path, start adapter, dtype, and the seed
     of a randomly initialised model."""
     return [cfg.model.name_or_path, cfg.model.adapter_path, cfg.model.dtype, cfg.run.seed if cfg.model.name_or_path == "tiny" else None]
+
+
+def reference_identity(cfg: Config) -> str:
+    """What the reference model's probe logits depend on besides the batch: the whole model
+    section (path, adapter, dtype, kernel, ...), how the reference is made (adapters disabled or a
+    frozen copy), precision, compilation and device settings, and the seed of a random model."""
+    import json
+    from dataclasses import asdict
+
+    t = cfg.train
+    return json.dumps([starting_model_key(cfg), asdict(cfg.model), cfg.lora.enabled, t.precision, t.compile, t.accelerator, t.devices,
+                       t.num_nodes, t.strategy], sort_keys=True, default=str)
 
 
 def seed_answer_fn(cfg: Config, model, tokenizer):

@@ -45,7 +45,8 @@ class ReferenceCache:
 
     The reference (adapters disabled, or the frozen copy) does not change while training, and
     probe loaders yield the same batches in the same order, so each batch's reference logits are
-    computed once. An entry is used only for the very batch (same input ids) it was made from.
+    computed once. An entry is used only for the very batch (same input ids, attention mask and
+    labels) it was made from.
 
     Args:
         budget_bytes: Most bytes of logits kept (0 = keep nothing).
@@ -56,19 +57,48 @@ class ReferenceCache:
         self.used = 0
         self._entries: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def get(self, key: tuple, input_ids: torch.Tensor) -> torch.Tensor | None:
-        """The cached (N, V) logits for ``key`` if made from these (B, T) ``input_ids``."""
+    @staticmethod
+    def _same(kept: tuple[torch.Tensor, ...], batch: tuple[torch.Tensor, ...]) -> bool:
+        return len(kept) == len(batch) and all(a.shape == b.shape and torch.equal(a, b.to(a.device)) for a, b in zip(kept, batch))
+
+    def get(self, key: tuple, *batch: torch.Tensor) -> torch.Tensor | None:
+        """The cached (N, V) logits for ``key`` if made from this batch's (B, T) tensors."""
         entry = self._entries.get(key)
-        if entry is None or not torch.equal(entry[0], input_ids):
+        if entry is None or not self._same(entry[0], batch):
             return None
         return entry[1]
 
-    def put(self, key: tuple, input_ids: torch.Tensor, logits: torch.Tensor) -> None:
-        """Keep ``logits`` (N, V) for ``key`` if they fit in the budget."""
+    def put(self, key: tuple, *batch_and_logits: torch.Tensor) -> None:
+        """Keep the (N, V) logits (last argument) for ``key`` and the batch's (B, T) tensors
+        before it, if they fit in the budget."""
+        *batch, logits = batch_and_logits
         size = logits.numel() * logits.element_size()
         if key not in self._entries and self.used + size <= self.budget:
-            self._entries[key] = (input_ids.clone(), logits)
+            self._entries[key] = (tuple(t.clone() for t in batch), logits)
             self.used += size
+
+
+_SHARED: dict[str, ReferenceCache] = {}
+
+
+def shared_reference_cache(reference: str, budget_bytes: int) -> ReferenceCache:
+    """The process's cache for the reference model identified by ``reference``.
+
+    Fine-tunings that start from the same model and measure the same probe sets (the methods of
+    one ``lat run``, the points of an in-process sweep) share their reference logits, so only
+    the first computes them. One reference is kept at a time: asking for another (or another
+    budget) starts an empty cache and frees the old one.
+
+    Args:
+        reference: Everything the reference logits depend on besides the batch (model, dtype,
+            precision, kernel, device), as a string.
+        budget_bytes: Most bytes of logits kept.
+    """
+    key = f"{reference}|{budget_bytes}"
+    if key not in _SHARED:
+        _SHARED.clear()
+        _SHARED[key] = ReferenceCache(budget_bytes)
+    return _SHARED[key]
 
 
 class DivergenceMonitor(L.Callback):
@@ -81,6 +111,8 @@ class DivergenceMonitor(L.Callback):
         csv_path: Where ``divergence.csv`` goes (None = keep rows in memory only).
         reference_cache_mb: Budget for the probe batches' reference logits (see
             :class:`ReferenceCache`); measurements after the first then run only the tuned model.
+        reference_cache: A cache to use instead of a new one of ``reference_cache_mb`` (see
+            :func:`shared_reference_cache`).
     """
 
     def __init__(
@@ -90,6 +122,7 @@ class DivergenceMonitor(L.Callback):
         max_positions: int,
         csv_path: Path | None,
         reference_cache_mb: int = 1024,
+        reference_cache: ReferenceCache | None = None,
     ):
         self.loaders = loaders
         self.every_n_steps = every_n_steps
@@ -98,7 +131,7 @@ class DivergenceMonitor(L.Callback):
         self.rows: list[dict] = []
         self.latest: dict[str, dict[str, list]] = {}
         self._done_at: int | None = None
-        self._reference = ReferenceCache(reference_cache_mb * 2**20)
+        self._reference = reference_cache if reference_cache is not None else ReferenceCache(reference_cache_mb * 2**20)
 
     @property
     def last_step(self) -> int | None:
@@ -121,11 +154,12 @@ class DivergenceMonitor(L.Callback):
                     acc.add(zero_sums(batch["labels"], self.max_positions))
                     continue
                 batch = {k: v.to(module.device) for k, v in batch.items()}
-                key = (probe, i)
-                reference = self._reference.get(key, batch["input_ids"])
+                key = (probe, i, self.max_positions)
+                identity = (batch["input_ids"], batch["attention_mask"], batch["labels"])
+                reference = self._reference.get(key, *identity)
                 if reference is None:
                     reference = module.probe_reference(batch, self.max_positions)
-                    self._reference.put(key, batch["input_ids"], reference)
+                    self._reference.put(key, *identity, reference)
                 acc.add(module.probe_divergence(batch, self.max_positions, reference))
         finally:
             module.train(was_training)

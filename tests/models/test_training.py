@@ -9,7 +9,7 @@ import lightning as L
 import pytest
 import torch
 
-from lat.config import load_config
+from lat.config import apply_overrides, load_config
 from lat.data.datamodule import LookAheadDataModule
 from lat.models.loading import load_model_and_tokenizer, prepare_for_training
 from lat.models.module import LookAheadModule
@@ -207,15 +207,53 @@ def test_monitor_reuses_reference_logits_and_matches_recomputing(tmp_path):
 def test_reference_cache_budget_and_batch_identity():
     from lat.models.monitor import ReferenceCache
 
-    ids = torch.tensor([[1, 2, 3]])
+    ids, mask, labels = torch.tensor([[1, 2, 3]]), torch.ones(1, 3, dtype=torch.long), torch.tensor([[-100, 2, 3]])
     logits = torch.zeros(2, 10)  # 80 bytes
     cache = ReferenceCache(100)
-    cache.put(("p", 0), ids, logits)
-    cache.put(("p", 1), ids, logits)  # would exceed 100 bytes: not kept
-    assert cache.get(("p", 0), ids) is logits
-    assert cache.get(("p", 1), ids) is None
-    assert cache.get(("p", 0), torch.tensor([[1, 2, 4]])) is None  # another batch under that key
+    cache.put(("p", 0), ids, mask, labels, logits)
+    cache.put(("p", 1), ids, mask, labels, logits)  # would exceed 100 bytes: not kept
+    assert cache.get(("p", 0), ids, mask, labels) is logits
+    assert cache.get(("p", 1), ids, mask, labels) is None
+    assert cache.get(("p", 0), torch.tensor([[1, 2, 4]]), mask, labels) is None  # another batch under that key
+    assert cache.get(("p", 0), ids, mask, torch.tensor([[-100, -100, 3]])) is None  # other answer positions
+    assert cache.get(("p", 0), ids[:, :2], mask[:, :2], labels[:, :2]) is None  # other shape
     assert cache.used == 80
+
+
+def test_runs_from_the_same_model_share_reference_logits_and_match_recomputing(tmp_path):
+    from lat.models.monitor import DivergenceMonitor, shared_reference_cache
+    from lat.train import reference_identity
+
+    cfg = _cfg(tmp_path)
+    shared = shared_reference_cache(reference_identity(cfg), 2**30)
+    assert shared_reference_cache(reference_identity(cfg), 2**30) is shared
+    calls, curves = [], []
+    for steps in (2, 3):  # two fine-tunings of the same starting model, as the methods of one `lat run`
+        module, dm = _setup(cfg)
+        _trainer(max_steps=steps).fit(module, datamodule=dm)
+        real = module.probe_reference
+        module.probe_reference = lambda b, t, real=real: calls.append(1) or real(b, t)
+        loaders = dm.probe_dataloaders()
+        calls.clear()
+        curves.append(DivergenceMonitor(loaders, 0, 8, None, reference_cache=shared).measure(module, "task"))
+        assert len(calls) == (len(loaders["task"]) if steps == 2 else 0)  # the second run computed no reference logits
+        fresh = DivergenceMonitor(loaders, 0, 8, None, reference_cache_mb=0).measure(module, "task")
+        assert curves[-1] == fresh
+    assert curves[0] != curves[1] and curves[0]["kl"][0] > 0
+
+
+@pytest.mark.parametrize("override", ["train.precision=bf16-true", "model.dtype=bfloat16", "lora.enabled=false",
+                                      "model.attn_implementation=eager", "run.seed=7", "train.compile=true"])
+def test_reference_identity_changes_with_what_the_reference_logits_depend_on(tmp_path, override):
+    from lat.models.monitor import shared_reference_cache
+    from lat.train import reference_identity
+
+    cfg = _cfg(tmp_path)
+    other = apply_overrides(cfg, [override])
+    assert reference_identity(other) != reference_identity(cfg)
+    first = shared_reference_cache(reference_identity(cfg), 2**20)
+    assert shared_reference_cache(reference_identity(other), 2**20) is not first  # one reference kept at a time
+    assert shared_reference_cache(reference_identity(cfg), 2**20) is not first
 
 
 def test_constrained_loss_trains_with_the_adapter_disabled_reference(tmp_path):
