@@ -20,7 +20,7 @@ Slices (each its own sweep folder, so they never share a point):
     python experiments/lookahead_map.py --slices scale preview epochs --seeds 3   # the whole map
 
 Any axis of a slice can be narrowed (``--lr 1e-3 2e-4``, ``--tuning lora``); everything lands in
-runs/lookahead_map/ and re-running skips finished points.
+runs/lookahead_map/, re-running skips finished points, and the report covers every slice run so far.
 """
 
 from __future__ import annotations
@@ -57,6 +57,13 @@ def slice_sweep(name: str, axes: dict, seeds: int, out: Path) -> Path:
     return path
 
 
+def slice_folders(root: Path) -> list[Path]:
+    """Every slice's sweep folder under ``root`` that exists, whichever slices this call ran: the
+    map compares previews with the Vanilla FT of their cell, which may sit in another slice (the
+    ``preview`` slice's against ``scale``'s)."""
+    return [root / f"map_{name}" for name in SLICES if (root / f"map_{name}").is_dir()]
+
+
 def lat(*args: str) -> int:
     return subprocess.call([sys.executable, "-m", "lat", *args])
 
@@ -75,7 +82,6 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
-    folders = []
     for name in args.slices:
         axes = {axis: [v for v in values if getattr(args, axis) is None or v in getattr(args, axis)] for axis, values in SLICES[name].items()}
         if not all(axes.values()):
@@ -84,14 +90,13 @@ def main() -> None:
         code = lat("sweep", str(slice_sweep(name, axes, args.seeds, root)), "--root", str(root), "--workers", str(args.workers), *args.overrides)
         if code not in (0, 1):
             raise SystemExit(code)
-        folders.append(root / f"map_{name}")
     seed = root / "seed"
     if not (seed / "metrics.json").exists():  # the sweep file's command settings, without training
         settings = fixed_overrides(read_sweep(ROOT / "configs" / "sweep" / "map.yaml"))
         code = lat("eval", *settings, f"run.root={root}", "run.name=seed", *args.overrides)
         if code != 0:
             raise SystemExit(code)
-    raise SystemExit(lat("report", *map(str, folders), str(seed), "--out", str(root / "report"), "--map"))
+    raise SystemExit(lat("report", *map(str, slice_folders(root)), str(seed), "--out", str(root / "report"), "--map"))
 
 
 if __name__ == "__main__":

@@ -135,3 +135,20 @@ def test_method_label_is_the_preview_mode_when_no_preview_setting_varies(tmp_pat
         _run(root, f"real{lr}", ["preview.mode=real", f"train.lr={lr}"], {"safety/rsr": 0.5})
     _, rows = write_map([root], tmp_path / "rep")
     assert [(r["method"], r["against"]) for r in rows] == [("real", None), ("real", None)]
+
+
+def test_the_report_covers_every_slice_run_so_far_and_previews_meet_vanilla_of_another_slice(tmp_path):
+    script = _script()
+    root = tmp_path / "map"
+    assert script.slice_folders(root) == []
+    for name in ("preview", "scale"):
+        (root / f"map_{name}").mkdir(parents=True)
+    (root / "map_other").mkdir()  # not a slice of the map
+    assert script.slice_folders(root) == [root / "map_scale", root / "map_preview"]
+    for folder, mode, m, safe in (("map_scale", "vanilla", 6, 20), ("map_preview", "real", 2, 30)):
+        path = _run(root / folder, mode, ["lora.enabled=true", "train.lr=0.001", f"preview.mode={mode}", f"preview.m={m}"], {"safety/rsr": safe / N})
+        _samples(path, [i < safe for i in range(N)], [True] * 4)
+    _, rows = write_map(script.slice_folders(root), tmp_path / "rep")
+    real = next(r for r in rows if "real" in r["method"])
+    assert real["against"] is not None and "vanilla" in real["against"]
+    assert real["safety/rsr/delta"] == pytest.approx((30 - 20) / N)
