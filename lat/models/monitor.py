@@ -55,23 +55,18 @@ class ReferenceCache:
     def __init__(self, budget_bytes: int):
         self.budget = budget_bytes
         self.used = 0
-        self._entries: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._entries: dict[tuple, tuple[tuple[torch.Tensor, ...], torch.Tensor]] = {}
 
-    @staticmethod
-    def _same(kept: tuple[torch.Tensor, ...], batch: tuple[torch.Tensor, ...]) -> bool:
-        return len(kept) == len(batch) and all(a.shape == b.shape and torch.equal(a, b.to(a.device)) for a, b in zip(kept, batch))
-
-    def get(self, key: tuple, *batch: torch.Tensor) -> torch.Tensor | None:
-        """The cached (N, V) logits for ``key`` if made from this batch's (B, T) tensors."""
+    def get(self, key: tuple, batch: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
+        """The cached (N, V) logits for ``key`` if made from these (B, T) ``batch`` tensors."""
         entry = self._entries.get(key)
-        if entry is None or not self._same(entry[0], batch):
+        if entry is None or len(entry[0]) != len(batch) or not all(map(torch.equal, entry[0], batch)):
             return None
         return entry[1]
 
-    def put(self, key: tuple, *batch_and_logits: torch.Tensor) -> None:
-        """Keep the (N, V) logits (last argument) for ``key`` and the batch's (B, T) tensors
-        before it, if they fit in the budget."""
-        *batch, logits = batch_and_logits
+    def put(self, key: tuple, batch: tuple[torch.Tensor, ...], logits: torch.Tensor) -> None:
+        """Keep ``logits`` (N, V) for ``key``, made from the (B, T) ``batch`` tensors, if they fit
+        in the budget."""
         size = logits.numel() * logits.element_size()
         if key not in self._entries and self.used + size <= self.budget:
             self._entries[key] = (tuple(t.clone() for t in batch), logits)
@@ -156,10 +151,10 @@ class DivergenceMonitor(L.Callback):
                 batch = {k: v.to(module.device) for k, v in batch.items()}
                 key = (probe, i, self.max_positions)
                 identity = (batch["input_ids"], batch["attention_mask"], batch["labels"])
-                reference = self._reference.get(key, *identity)
+                reference = self._reference.get(key, identity)
                 if reference is None:
                     reference = module.probe_reference(batch, self.max_positions)
-                    self._reference.put(key, *identity, reference)
+                    self._reference.put(key, identity, reference)
                 acc.add(module.probe_divergence(batch, self.max_positions, reference))
         finally:
             module.train(was_training)

@@ -210,13 +210,13 @@ def test_reference_cache_budget_and_batch_identity():
     ids, mask, labels = torch.tensor([[1, 2, 3]]), torch.ones(1, 3, dtype=torch.long), torch.tensor([[-100, 2, 3]])
     logits = torch.zeros(2, 10)  # 80 bytes
     cache = ReferenceCache(100)
-    cache.put(("p", 0), ids, mask, labels, logits)
-    cache.put(("p", 1), ids, mask, labels, logits)  # would exceed 100 bytes: not kept
-    assert cache.get(("p", 0), ids, mask, labels) is logits
-    assert cache.get(("p", 1), ids, mask, labels) is None
-    assert cache.get(("p", 0), torch.tensor([[1, 2, 4]]), mask, labels) is None  # another batch under that key
-    assert cache.get(("p", 0), ids, mask, torch.tensor([[-100, -100, 3]])) is None  # other answer positions
-    assert cache.get(("p", 0), ids[:, :2], mask[:, :2], labels[:, :2]) is None  # other shape
+    cache.put(("p", 0), (ids, mask, labels), logits)
+    cache.put(("p", 1), (ids, mask, labels), logits)  # would exceed 100 bytes: not kept
+    assert cache.get(("p", 0), (ids, mask, labels)) is logits
+    assert cache.get(("p", 1), (ids, mask, labels)) is None
+    assert cache.get(("p", 0), (torch.tensor([[1, 2, 4]]), mask, labels)) is None  # another batch under that key
+    assert cache.get(("p", 0), (ids, mask, torch.tensor([[-100, -100, 3]]))) is None  # other answer positions
+    assert cache.get(("p", 0), (ids[:, :2], mask[:, :2], labels[:, :2])) is None  # other shape
     assert cache.used == 80
 
 
