@@ -47,6 +47,17 @@ def method_config(seed: Config, root: Path, name: str, overrides: list[str]) -> 
     return apply_overrides(seed, [*overrides, f"run.root={root}", f"run.name={name}", f"run.resume={str(started).lower()}"], f"method {name}")
 
 
+def fine_tune(cfg: Config) -> None:
+    """Train one method, unless its run already finished (stopped after training but before its
+    stage was marked done: resuming it would need the checkpoint, which
+    ``train.keep_checkpoint=false`` does not keep)."""
+    from lat.rundir import finished
+    from lat.train import train
+
+    if not finished(Path(cfg.run.root) / cfg.run.name):
+        train(cfg)
+
+
 def check_same_experiment(root: Path, cfg: Config) -> None:
     """A folder holding another experiment is never reused: its finished stages would be mixed
     with stages run under the new settings.
@@ -75,7 +86,6 @@ def check_same_experiment(root: Path, cfg: Config) -> None:
 def run_experiment(cfg: Config) -> Path:
     """Run (or resume) the whole comparison; returns the experiment folder."""
     from lat.evaluate import evaluate
-    from lat.train import train
 
     root = Path(cfg.run.root) / (cfg.run.name or cfg.experiment or run_name(cfg))
     check_same_experiment(root, cfg)
@@ -87,7 +97,7 @@ def run_experiment(cfg: Config) -> Path:
     _stage(runs["seed"], "evaluate seed", lambda: evaluate(method_config(seed, root, "seed", []), progress=False, cache=True))
     for method in cfg.methods:
         runs[method.name] = root / method.name
-        _stage(runs[method.name], f"fine-tune {method.name}", lambda m=method: train(method_config(seed, root, m.name, list(m.overrides))))
+        _stage(runs[method.name], f"fine-tune {method.name}", lambda m=method: fine_tune(method_config(seed, root, m.name, list(m.overrides))))
     rows = results_table(runs)
     paths = write_tables(rows, root)
     plot_kl({k: v for k, v in runs.items() if k != "seed"}, root / "kl_per_position.png", max_position=cfg.train.divergence_positions)

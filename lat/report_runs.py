@@ -27,7 +27,7 @@ from lat.fileio import write_json, write_text
 from lat.report import HEADLINE, final_divergence, save_png, write_csv
 from lat.stats import Difference, paired_bootstrap, wilson_interval
 
-IGNORED_KEYS = ("run.name", "run.root", "run.resume", "run.seed", "experiment")
+IGNORED_KEYS = ("run.name", "run.root", "run.resume", "run.seed", "experiment", "train.keep_checkpoint")
 TRAINING_SECTIONS = ("preview.", "train.", "lora.", "data.", "align.")
 KL_POSITIONS = (1, 2, 3)
 PAPER_TABLE1 = {

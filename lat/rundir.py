@@ -83,6 +83,20 @@ def update_metrics(run_dir: Path, metrics: dict) -> dict:
     return current
 
 
+def finished(run: Path) -> bool:
+    """A run folder that ``lat train`` finished: a saved final model and the step count it writes
+    into ``metrics.json`` last."""
+    import json
+
+    metrics = run / "metrics.json"
+    if not metrics.is_file() or not any((run / d).is_dir() for d in ("adapter", "model")):
+        return False
+    try:
+        return "global_step" in json.loads(metrics.read_text())
+    except ValueError:
+        return False
+
+
 @contextlib.contextmanager
 def run_folder(cfg: Config) -> Iterator[Path]:
     """:func:`open_run_dir` for the duration of a run: a :class:`UserError` raised before the

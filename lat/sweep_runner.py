@@ -27,6 +27,7 @@ from lat.config import Config, load_config, parse_overrides, to_dict
 from lat.data.preview import strategy_params, validate
 from lat.errors import UserError
 from lat.fileio import write_json, write_text
+from lat.rundir import finished
 from lat.sweep import LAT_KEYS, Sweep, command, expand, overrides, point_id
 
 STATE = "sweep.json"
@@ -66,10 +67,12 @@ def fixed_overrides(sweep: Sweep) -> list[str]:
 
 
 def effective_config(cfg: Config) -> str:
-    """The resolved config minus what cannot change a result: run folder, and preview fields the
-    chosen strategy does not read (``m`` under ``vanilla``, say); JSON, for comparing points."""
+    """The resolved config minus what cannot change a result: run folder, whether the finished run
+    keeps its checkpoint, and preview fields the chosen strategy does not read (``m`` under
+    ``vanilla``, say); JSON, for comparing points."""
     d = to_dict(cfg)
     d["run"] = {k: v for k, v in d["run"].items() if k not in ("name", "root", "resume")}
+    d["train"].pop("keep_checkpoint", None)
     d["preview"] = strategy_params(d["preview"])
     return json.dumps(d, sort_keys=True, default=str)
 
@@ -201,18 +204,6 @@ class SweepRun:
         pool.shutdown()
         self.save()
         return self.points
-
-
-def finished(run: Path) -> bool:
-    """A run folder that ``lat train`` finished: a saved final model and the step count it writes
-    into ``metrics.json`` last."""
-    metrics = run / "metrics.json"
-    if not metrics.is_file() or not any((run / d).is_dir() for d in ("adapter", "model")):
-        return False
-    try:
-        return "global_step" in json.loads(metrics.read_text())
-    except ValueError:
-        return False
 
 
 def finished_elsewhere(folder: Path, point: str, config: Callable[[], Config], recorded: dict[str, dict]) -> Path | None:

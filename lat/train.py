@@ -2,7 +2,8 @@
 
 The run folder receives ``config.yaml``, ``environment.json``, ``metrics.json``,
 ``divergence.csv``, ``logs/metrics.csv`` (every logged metric), ``checkpoints/last.ckpt``
-(trainable weights + optimizer state; what ``run.resume=true`` continues from), the final
+(trainable weights + optimizer state; what ``run.resume=true`` continues from; deleted once the
+run has finished with ``train.keep_checkpoint=false``), the final
 adapter in peft format (``adapter/``, loadable with ``PeftModel.from_pretrained``; ``model/`` for
 full fine-tuning) and, with ``train.save_merged=true``, the merged model (``merged/``).
 Distribution (DDP, FSDP, DeepSpeed, several nodes) is Lightning's: set ``train.strategy``,
@@ -32,7 +33,7 @@ from lat.models.alarm import DriftAlarm
 from lat.models.monitor import DivergenceMonitor, shared_reference_cache
 from lat.models.packing import PackingCheck, check_kernel
 from lat.models.precision import autocast_dtype, resolve_precision
-from lat.rundir import environment, run_folder, update_metrics
+from lat.rundir import environment, finished, run_folder, update_metrics
 
 
 def _devices(value: str):
@@ -175,6 +176,10 @@ same config and seed reproduce exactly) and left to the loggers."""
 
 
 def _train(cfg: Config, run_dir: Path) -> TrainResult:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if cfg.run.resume and not last.exists() and finished(run_dir):
+        raise UserError(f"{run_dir}: finished, and its checkpoint was not kept (train.keep_checkpoint=false); "
+                        "nothing to resume: the final weights are in adapter/ or model/")
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
     if cfg.data.packing:
         check_kernel(cfg.model.attn_implementation)
@@ -187,7 +192,6 @@ def _train(cfg: Config, run_dir: Path) -> TrainResult:
         dm.probe_dataloaders(), cfg.train.divergence_every_n_steps, cfg.train.divergence_positions, run_dir / "divergence.csv",
         reference_cache=shared_reference_cache(reference_identity(cfg), cfg.train.divergence_reference_cache_mb * 2**20),
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
     ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0, every_n_train_steps=cfg.train.checkpoint_every_n_steps or None)
     loggers = build_loggers(cfg, run_dir)
     counts = parameter_counts(prepared.model)
@@ -217,6 +221,8 @@ def _train(cfg: Config, run_dir: Path) -> TrainResult:
         "divergence": monitor.latest,
         **({"alarm/fired_at_steps": [s for s, _ in alarm.fired]} if alarm else {}),
     })
+    if trainer.is_global_zero and not cfg.train.keep_checkpoint:
+        last.unlink(missing_ok=True)  # after the last result: until then a crash can still resume
     return TrainResult(run_dir, module, tok, metrics)
 
 

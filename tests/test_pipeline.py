@@ -46,13 +46,15 @@ def test_smoke_main_job_end_to_end_and_resume(tmp_path, cache, capsys):
 
 
 def test_interrupted_method_is_resumed_not_recomputed(tmp_path, cache):
-    cfg = load_config(["experiment=smoke", f"run.root={tmp_path / 'runs'}", "methods=[{name: vanilla, overrides: [preview.mode=vanilla]}]"])
+    cfg = load_config(["experiment=smoke", f"run.root={tmp_path / 'runs'}", "train.keep_checkpoint=false",
+                       "methods=[{name: vanilla, overrides: [preview.mode=vanilla]}]"])
     root = run_experiment(cfg)
+    assert not (root / "vanilla" / "checkpoints" / "last.ckpt").exists()
     (root / "vanilla" / DONE).unlink()  # as if killed after training, before the stage was marked
-    before = (root / "seed" / "metrics.json").read_text()
-    run_experiment(cfg)
+    before = [(root / name / "metrics.json").read_text() for name in ("seed", "vanilla")]
+    run_experiment(cfg)  # the finished method is not trained again (nor could it resume: no checkpoint)
     assert (root / "vanilla" / DONE).exists()
-    assert (root / "seed" / "metrics.json").read_text() == before
+    assert [(root / name / "metrics.json").read_text() for name in ("seed", "vanilla")] == before
 
 
 def test_damaged_seed_is_rebuilt_with_a_message(tmp_path, cache, capsys):

@@ -90,8 +90,9 @@ def test_sigkill_mid_epoch_then_resume_finishes_like_an_uninterrupted_run(tmp_pa
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_sigterm_and_sigint_save_a_checkpoint_and_exit_cleanly(tmp_path, uninterrupted, sig):
-    args = [*FAULT_RUN, f"run.root={tmp_path}", "run.name=stopped"]
+def test_sigterm_and_sigint_save_a_checkpoint_and_exit_cleanly(tmp_path, uninterrupted, sig, capsys):
+    # keep_checkpoint=false drops the checkpoint only once the run has finished
+    args = [*FAULT_RUN, f"run.root={tmp_path}", "run.name=stopped", "train.keep_checkpoint=false"]
     res = _child(tmp_path, 10, sig, ["train", *args])
     name = signal.Signals(sig).name
     assert res.returncode == 128 + sig, res.stderr[-2000:]
@@ -100,6 +101,11 @@ def test_sigterm_and_sigint_save_a_checkpoint_and_exit_cleanly(tmp_path, uninter
                      "continue with run.resume=true"]
     assert "Traceback" not in res.stderr and _ckpt_step(tmp_path / "stopped") == 10
     assert main(["train", *args, "run.resume=true"]) == 0
+    assert _results(tmp_path / "stopped") == uninterrupted
+    assert not (tmp_path / "stopped" / "checkpoints" / "last.ckpt").exists()
+    capsys.readouterr()
+    assert main(["train", *args, "run.resume=true"]) == 2
+    assert capsys.readouterr().err.startswith(f"lat: {tmp_path / 'stopped'}: finished, and its checkpoint was not kept")
     assert _results(tmp_path / "stopped") == uninterrupted
 
 

@@ -41,7 +41,7 @@ def runs(tmp_path):
         for seed in (0, 1):
             _run(root, f"real{m}-{seed}", ["preview.mode=real", f"preview.m={m}", f"run.seed={seed}"],
                  {"safety/rsr": 0.9, "safety/jsr@3": 0.15, "utility/gsm8k_acc": 0.2 + 0.01 * m}, [0.05 * m, 0.02, 0.01])
-    _run(root, "virt0", ["preview.mode=virtual", "run.seed=0"], {"safety/rsr": 0.93, "safety/jsr@3": 0.12, "utility/gsm8k_acc": 0.25}, [0.1, 0.03, 0.02])
+    _run(root, "virt0", ["preview.mode=virtual", "run.seed=0", "train.keep_checkpoint=false"], {"safety/rsr": 0.93, "safety/jsr@3": 0.12, "utility/gsm8k_acc": 0.25}, [0.1, 0.03, 0.02])
     (root / "unfinished").mkdir()
     (root / "unfinished" / "config.yaml").write_text("{}")  # no metrics.json: skipped
     return root

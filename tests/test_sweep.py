@@ -135,6 +135,18 @@ def test_points_with_the_same_resolved_config_run_once(tmp_path):
     assert all(p.status == "pending" for p in points if p.values["preview.mode"] == "real")
 
 
+def test_keeping_the_checkpoint_does_not_make_another_point(tmp_path):
+    sweep = read_sweep(_write(tmp_path, """\
+        method: grid
+        parameters:
+          train.keep_checkpoint: {values: [true, false]}
+          train.lr: {values: [1.0e-3, 1.0e-2]}
+        command: [lat, train, experiment=smoke, "${args_no_hyphens}"]
+        """))
+    points, _ = plan(sweep, [])
+    assert [(p.values["train.keep_checkpoint"], p.status) for p in points] == [(True, "pending")] * 2 + [(False, "same")] * 2
+
+
 def test_shipped_sweeps_validate_and_expand():
     for path in sorted((ROOT / "configs" / "sweep").glob("*.yaml")):
         if path.stem == "map":  # 576 points: tests/test_report_map.py plans its slices, which cover every value
