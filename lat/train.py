@@ -33,7 +33,7 @@ from lat.models.alarm import DriftAlarm
 from lat.models.monitor import DivergenceMonitor, shared_reference_cache
 from lat.models.packing import PackingCheck, check_kernel
 from lat.models.precision import autocast_dtype, resolve_precision
-from lat.rundir import environment, finished, run_folder, update_metrics
+from lat.rundir import environment, finished, run_folder, run_name, update_metrics
 
 
 def _devices(value: str):
@@ -166,8 +166,22 @@ def train(cfg: Config) -> TrainResult:
     the run folder this call created, so no partial run is left behind.
     """
     cfg = starting_point(cfg)
+    check_resumable(cfg)
     with run_folder(cfg) as run_dir:
         return _train(cfg, run_dir)
+
+
+def check_resumable(cfg: Config) -> None:
+    """Refuse to resume a finished run whose checkpoint was not kept, before its folder is
+    opened (which would rewrite its ``config.yaml`` for a run that never happens).
+
+    Raises:
+        UserError: ``run.resume`` on a finished run folder without ``checkpoints/last.ckpt``.
+    """
+    run_dir = Path(cfg.run.root) / run_name(cfg)
+    if cfg.run.resume and not (run_dir / "checkpoints" / "last.ckpt").exists() and finished(run_dir):
+        raise UserError(f"{run_dir}: finished, and its checkpoint was not kept (train.keep_checkpoint=false); "
+                        "nothing to resume: the final weights are in adapter/ or model/")
 
 
 VOLATILE = ("train/tokens_per_s",)
@@ -176,10 +190,6 @@ same config and seed reproduce exactly) and left to the loggers."""
 
 
 def _train(cfg: Config, run_dir: Path) -> TrainResult:
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if cfg.run.resume and not last.exists() and finished(run_dir):
-        raise UserError(f"{run_dir}: finished, and its checkpoint was not kept (train.keep_checkpoint=false); "
-                        "nothing to resume: the final weights are in adapter/ or model/")
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
     if cfg.data.packing:
         check_kernel(cfg.model.attn_implementation)
@@ -192,6 +202,7 @@ def _train(cfg: Config, run_dir: Path) -> TrainResult:
         dm.probe_dataloaders(), cfg.train.divergence_every_n_steps, cfg.train.divergence_positions, run_dir / "divergence.csv",
         reference_cache=shared_reference_cache(reference_identity(cfg), cfg.train.divergence_reference_cache_mb * 2**20),
     )
+    last = run_dir / "checkpoints" / "last.ckpt"
     ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True, save_top_k=0, every_n_train_steps=cfg.train.checkpoint_every_n_steps or None)
     loggers = build_loggers(cfg, run_dir)
     counts = parameter_counts(prepared.model)

@@ -104,9 +104,11 @@ def test_sigterm_and_sigint_save_a_checkpoint_and_exit_cleanly(tmp_path, uninter
     assert _results(tmp_path / "stopped") == uninterrupted
     assert not (tmp_path / "stopped" / "checkpoints" / "last.ckpt").exists()
     capsys.readouterr()
-    assert main(["train", *args, "run.resume=true"]) == 2
+    config = (tmp_path / "stopped" / "config.yaml").read_text()
+    assert main(["train", *args, "run.resume=true", "train.lr=0.5"]) == 2
     assert capsys.readouterr().err.startswith(f"lat: {tmp_path / 'stopped'}: finished, and its checkpoint was not kept")
     assert _results(tmp_path / "stopped") == uninterrupted
+    assert (tmp_path / "stopped" / "config.yaml").read_text() == config  # the refused resume rewrote nothing
 
 
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
