@@ -16,6 +16,14 @@ Slices (each its own sweep folder, so they never share a point):
   (the scale slice holds vanilla, real m=6 and constant P there);
 * ``epochs``: 3 epochs at lr {2e-4, 1e-3} with LoRA, vanilla / real m=6 / virtual.
 
+The variants aimed at the previews' failure modes, at the ``epochs`` slice's cells (each
+against that slice's Vanilla FT, so run ``epochs`` for the same learning rates too):
+
+* ``masked``: real m=6 and virtual with no loss on the previewed tokens (``preview.mask_preview``);
+* ``skip``: vanilla with no loss on the first 6 answer tokens (``preview.mask_answer_tokens=6``),
+  the same masking without any preview;
+* ``dropout``: real m=6 and virtual with half the examples left unmodified (``preview.dropout=0.5``).
+
     python experiments/lookahead_map.py --slices scale --seeds 3
     python experiments/lookahead_map.py --slices scale preview epochs --seeds 3   # the whole map
 
@@ -40,8 +48,13 @@ SLICES = {
     "scale": {"lr": [2e-5, 1e-4, 2e-4, 1e-3], "tuning": ["lora", "full"], "epochs": [1], "modes": ["vanilla", "real", "virtual"], "m": [6]},
     "preview": {"lr": [1e-3], "tuning": ["lora"], "epochs": [1], "modes": ["real", "virtual_pool"], "m": [2, 12]},
     "epochs": {"lr": [2e-4, 1e-3], "tuning": ["lora"], "epochs": [3], "modes": ["vanilla", "real", "virtual"], "m": [6]},
+    "masked": {"lr": [2e-4, 1e-3], "tuning": ["lora"], "epochs": [3], "modes": ["real", "virtual"], "m": [6], "mask_preview": [True]},
+    "skip": {"lr": [2e-4, 1e-3], "tuning": ["lora"], "epochs": [3], "modes": ["vanilla"], "m": [6], "mask_answer_tokens": [6]},
+    "dropout": {"lr": [2e-4, 1e-3], "tuning": ["lora"], "epochs": [3], "modes": ["real", "virtual"], "m": [6], "dropout": [0.5]},
 }
-AXES = {"lr": "train.lr", "tuning": "lora.enabled", "epochs": "train.epochs", "modes": "preview.mode", "m": "preview.m"}
+AXES = {"lr": "train.lr", "tuning": "lora.enabled", "epochs": "train.epochs", "modes": "preview.mode", "m": "preview.m",
+        "mask_preview": "preview.mask_preview", "mask_answer_tokens": "preview.mask_answer_tokens", "dropout": "preview.dropout"}
+"""Slice axis -> setting; the variants' axes are not in map.yaml and are set only by their slices."""
 
 
 def slice_sweep(name: str, axes: dict, seeds: int, out: Path) -> Path:
@@ -49,6 +62,8 @@ def slice_sweep(name: str, axes: dict, seeds: int, out: Path) -> Path:
     body = yaml.safe_load((ROOT / "configs" / "sweep" / "map.yaml").read_text())
     body["name"] = f"map_{name}"
     for axis, key in AXES.items():
+        if axis not in axes:
+            continue
         values = axes[axis] if axis != "tuning" else [t == "lora" for t in axes[axis]]
         body["parameters"][key] = {"values": values}
     body["parameters"]["run.seed"] = {"values": list(range(seeds))}
@@ -83,7 +98,7 @@ def main() -> None:
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     for name in args.slices:
-        axes = {axis: [v for v in values if getattr(args, axis) is None or v in getattr(args, axis)] for axis, values in SLICES[name].items()}
+        axes = {axis: [v for v in values if getattr(args, axis, None) is None or v in getattr(args, axis)] for axis, values in SLICES[name].items()}
         if not all(axes.values()):
             print(f"slice {name}: nothing left after narrowing; skipped", file=sys.stderr)
             continue

@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from lat.config import PreviewConfig
 from lat.fileio import write_json, write_text
 from lat.report import save_png, write_csv
 from lat.report_runs import Group, baseline_group, cell, difference, find_runs, group_runs, paper_method, short_key, show_value
@@ -35,9 +36,12 @@ def describe(values: dict) -> str:
 
 
 def method_of(group: Group) -> str:
-    """The group's varying preview settings as a label (``"mode=real, m=6"``); its preview mode
+    """The group's varying preview settings as a label (``"mode=real, m=2"``), leaving out those at
+    their default (``mask_preview=False``, ``dropout=0.0``, ``m=6``) but the mode; its preview mode
     when no preview setting varies."""
-    preview = {k: v for k, v in group.values.items() if k.startswith("preview.")}
+    defaults = {f"preview.{k}": v for k, v in vars(PreviewConfig()).items()}
+    preview = {k: v for k, v in sorted(group.values.items(), key=lambda kv: kv[0] != "preview.mode")  # the mode first
+               if k.startswith("preview.") and (k == "preview.mode" or v != defaults.get(k, object()))}
     return describe(preview) if preview else str(group.runs[0].config.get("preview.mode", "vanilla"))
 
 

@@ -215,8 +215,12 @@ def _order(value) -> tuple:
 # ---------------------------------------------------------------- the paper's methods
 
 def _plain(r: Run) -> bool:
-    """Trained with cross-entropy on the task data alone (no mixing, no SDFT rewrites)."""
-    return r.config.get("train.loss", "ce") == "ce" and not r.config.get("data.safety_mix") and not r.config.get("data.sdft")
+    """Trained with cross-entropy on the task data alone (no mixing, no SDFT rewrites), the loss on
+    every answer token and the strategy on every example (none of the map's variants: masked
+    previews, skipped answer tokens, preview dropout)."""
+    return (r.config.get("train.loss", "ce") == "ce" and not r.config.get("data.safety_mix") and not r.config.get("data.sdft")
+            and not r.config.get("preview.mask_preview") and not r.config.get("preview.mask_answer_tokens")
+            and not r.config.get("preview.dropout"))
 
 
 PAPER_METHODS: list[tuple[str | None, Callable[[Run], bool]]] = [

@@ -91,7 +91,7 @@ def _script():
 def test_map_sweep_and_its_slices_expand_to_the_planned_runs(tmp_path):
     assert len(expand(read_sweep(ROOT / "configs" / "sweep" / "map.yaml"))) == 4 * 2 * 2 * 4 * 3 * 3
     script = _script()
-    expected = {"scale": 4 * 2 * 3, "preview": 3, "epochs": 2 * 3}  # distinct runs per seed
+    expected = {"scale": 4 * 2 * 3, "preview": 3, "epochs": 2 * 3, "masked": 2 * 2, "skip": 2, "dropout": 2 * 2}  # distinct runs per seed
     values = {}
     for name, axes in script.SLICES.items():  # together they take every value of every axis of map.yaml
         points, _ = plan(read_sweep(script.slice_sweep(name, axes, 1, tmp_path)), [])
@@ -100,7 +100,9 @@ def test_map_sweep_and_its_slices_expand_to_the_planned_runs(tmp_path):
             for k, v in p.values.items():
                 values.setdefault(k, set()).add(v)
     full = read_sweep(ROOT / "configs" / "sweep" / "map.yaml").parameters
-    assert {k: set(v["values"]) for k, v in full.items() if k != "run.seed"} == {k: v for k, v in values.items() if k != "run.seed"}
+    variants = {"preview.mask_preview": {True}, "preview.mask_answer_tokens": {6}, "preview.dropout": {0.5}}
+    assert {k: set(v["values"]) for k, v in full.items() if k != "run.seed"} == {k: v for k, v in values.items() if k != "run.seed" and k not in variants}
+    assert {k: values[k] for k in variants} == variants  # set by the variant slices only
     points, _ = plan(read_sweep(script.slice_sweep("preview", script.SLICES["preview"], 3, tmp_path)), [])
     assert {p.values["run.seed"] for p in points} == {0, 1, 2} and sum(p.status != "same" for p in points) == 3 * 3
 
@@ -152,3 +154,40 @@ def test_the_report_covers_every_slice_run_so_far_and_previews_meet_vanilla_of_a
     real = next(r for r in rows if "real" in r["method"])
     assert real["against"] is not None and "vanilla" in real["against"]
     assert real["safety/rsr/delta"] == pytest.approx((30 - 20) / N)
+
+
+def test_variant_slices_run_the_epochs_cells_with_one_variant_each_and_leave_other_slices_alone(tmp_path):
+    script = _script()
+    for name, key, value, modes in (("masked", "preview.mask_preview", True, {"real", "virtual"}),
+                                    ("skip", "preview.mask_answer_tokens", 6, {"vanilla"}),
+                                    ("dropout", "preview.dropout", 0.5, {"real", "virtual"})):
+        points, _ = plan(read_sweep(script.slice_sweep(name, script.SLICES[name], 3, tmp_path)), [])
+        assert {p.values[key] for p in points} == {value} and {p.values["preview.mode"] for p in points} == modes
+        assert {(p.values["train.lr"], p.values["train.epochs"], p.values["lora.enabled"]) for p in points} == {(2e-4, 3, True), (1e-3, 3, True)}
+    for name in ("scale", "preview", "epochs"):  # their points (and names) stay as they were measured
+        points, _ = plan(read_sweep(script.slice_sweep(name, script.SLICES[name], 1, tmp_path)), [])
+        assert not any(k in p.values for p in points for k in ("preview.mask_preview", "preview.mask_answer_tokens", "preview.dropout"))
+
+
+def test_variants_meet_the_plain_vanilla_of_their_cell_and_are_not_the_papers_methods(tmp_path):
+    from lat.report_runs import markdown, paper_method
+
+    root = tmp_path / "runs"
+    seed = _run(root, "seed", [], {"safety/rsr": 36 / N}, trained=False)
+    _samples(seed, [i < 36 for i in range(N)], [True] * 4)
+    runs = {"vanilla": (["preview.mode=vanilla"], 10), "skip": (["preview.mode=vanilla", "preview.mask_answer_tokens=6"], 14), "real": (["preview.mode=real"], 20),
+            "masked": (["preview.mode=real", "preview.mask_preview=true"], 30), "dropout": (["preview.mode=real", "preview.dropout=0.5"], 24)}
+    for name, (overrides, safe) in runs.items():
+        path = _run(root, name, ["train.lr=0.001", *overrides], {"safety/rsr": safe / N})
+        _samples(path, [i < safe for i in range(N)], [True] * 4)
+    _, rows = write_map([root], tmp_path / "rep")
+    by = {r["method"]: r for r in rows}
+    assert set(by) == {"mode=vanilla", "mode=vanilla, mask_answer_tokens=6", "mode=real", "mode=real, mask_preview=True", "mode=real, dropout=0.5"}
+    assert by["mode=vanilla"]["against"] == "seed (not fine-tuned)"
+    for method, name in (("mode=vanilla, mask_answer_tokens=6", "skip"), ("mode=real, mask_preview=True", "masked"), ("mode=real, dropout=0.5", "dropout")):
+        assert "mode=vanilla" in by[method]["against"] and "mask_answer_tokens=0" in by[method]["against"], method
+        assert by[method]["safety/rsr/delta"] == pytest.approx((runs[name][1] - 10) / N)
+    groups = group_runs(find_runs([root]))
+    assert [paper_method(g.runs[0]) for g in groups if "mask" in g.label and ("=True" in g.label or "=6" in g.label)] == [None, None]
+    table = markdown(groups, ["safety/rsr"], None).split("## Paper Table 1 layout")[1]
+    assert table.count("| Vanilla FT |") == 1 and table.count("| LookAhead (real) |") == 1
