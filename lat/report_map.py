@@ -46,11 +46,12 @@ def method_of(group: Group) -> str:
 
 
 def comparison(group: Group, groups: Sequence[Group]) -> Group | None:
-    """What ``group`` is measured against: its cell's Vanilla FT; Vanilla FT against the seed."""
+    """What ``group`` is measured against: its cell's Vanilla FT (None when the cell has none: never
+    another cell's); Vanilla FT against the seed."""
     base = baseline_group(groups, group)
     if base is group:
         return next((g for g in groups if not g.trained), None)
-    return base
+    return base if base is not None and cell(base) == cell(group) else None
 
 
 def map_rows(groups: Sequence[Group], metrics: Sequence[str] = MAP_METRICS) -> list[dict]:

@@ -191,3 +191,12 @@ def test_variants_meet_the_plain_vanilla_of_their_cell_and_are_not_the_papers_me
     assert [paper_method(g.runs[0]) for g in groups if "mask" in g.label and ("=True" in g.label or "=6" in g.label)] == [None, None]
     table = markdown(groups, ["safety/rsr"], None).split("## Paper Table 1 layout")[1]
     assert table.count("| Vanilla FT |") == 1 and table.count("| LookAhead (real) |") == 1
+
+
+def test_a_cell_without_vanilla_is_compared_with_nothing_not_with_another_cells_vanilla(tmp_path):
+    root = tmp_path / "runs"
+    for name, overrides, safe in (("vanilla", ["preview.mode=vanilla", "train.lr=0.0001"], 10), ("real", ["preview.mode=real", "train.lr=0.001"], 30)):
+        _samples(_run(root, name, overrides, {"safety/rsr": safe / N}), [i < safe for i in range(N)], [True] * 4)
+    _, rows = write_map([root], tmp_path / "rep")
+    real = next(r for r in rows if r["method"] == "mode=real")
+    assert real["against"] is None and "safety/rsr/delta" not in real
