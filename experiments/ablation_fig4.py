@@ -30,7 +30,7 @@ COLUMNS = ("safety/rsr", "safety/jsr@3", "utility/gsm8k_acc", "utility/gsm8k_las
 def restricted_sweep(name: str, seeds: int, out: Path, modes: list[str] | None = None) -> Path:
     """A copy of configs/sweep/<name>.yaml with run.seed limited to the first ``seeds`` seeds
     (and preview.mode to ``modes``)."""
-    body = yaml.safe_load((ROOT / "configs" / "sweep" / f"{name}.yaml").read_text())
+    body = yaml.safe_load((ROOT / "lat" / "configs" / "sweep" / f"{name}.yaml").read_text())
     body["parameters"]["run.seed"] = {"values": list(range(seeds))}
     if modes:
         body["parameters"]["preview.mode"] = {"values": modes}

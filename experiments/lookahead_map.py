@@ -40,8 +40,8 @@ from pathlib import Path
 
 import yaml
 
-from lat.sweep import read_sweep
-from lat.sweep_runner import fixed_overrides
+from lat.config.sweep import read_sweep
+from lat.workflows.sweep import fixed_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 SLICES = {
@@ -59,7 +59,7 @@ AXES = {"lr": "train.lr", "tuning": "lora.enabled", "epochs": "train.epochs", "m
 
 def slice_sweep(name: str, axes: dict, seeds: int, out: Path) -> Path:
     """configs/sweep/map.yaml restricted to one slice's values and the first ``seeds`` seeds."""
-    body = yaml.safe_load((ROOT / "configs" / "sweep" / "map.yaml").read_text())
+    body = yaml.safe_load((ROOT / "lat" / "configs" / "sweep" / "map.yaml").read_text())
     body["name"] = f"map_{name}"
     for axis, key in AXES.items():
         if axis not in axes:
@@ -107,7 +107,7 @@ def main() -> None:
             raise SystemExit(code)
     seed = root / "seed"
     if not (seed / "metrics.json").exists():  # the sweep file's command settings, without training
-        settings = fixed_overrides(read_sweep(ROOT / "configs" / "sweep" / "map.yaml"))
+        settings = fixed_overrides(read_sweep(ROOT / "lat" / "configs" / "sweep" / "map.yaml"))
         code = lat("eval", *settings, f"run.root={root}", "run.name=seed", *args.overrides)
         if code != 0:
             raise SystemExit(code)

@@ -1,7 +1,7 @@
 """The ``lat`` console script.
 
 Subcommands are registered in :data:`COMMANDS` (name -> (configure parser, handler)). A user error
-(:class:`lat.errors.UserError`, a bad argument) prints one line and exits 2; nothing is written.
+(:class:`lat.core.errors.UserError`, a bad argument) prints one line and exits 2; nothing is written.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lat.errors import RunStopped, UserError
+from lat.core.errors import RunStopped, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -104,7 +104,7 @@ def _config(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- lat train
 def _train(args: argparse.Namespace) -> int:
     from lat.config import load_config
-    from lat.train import train
+    from lat.workflows.train import train
 
     cfg = load_config(args.overrides + agent_overrides() + (["run.resume=true"] if args.resume else []))
     result = train(cfg)
@@ -122,7 +122,7 @@ def agent_overrides() -> list[str]:
         return []
     import wandb
 
-    from lat.sweep import agent_overrides as from_config
+    from lat.config.sweep import agent_overrides as from_config
 
     run = wandb.run or wandb.init()
     return [*from_config(dict(run.config)), "logging.wandb_mode=online"]
@@ -136,7 +136,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- lat eval
 def _eval(args: argparse.Namespace) -> int:
     from lat.config import load_config
-    from lat.evaluate import evaluate, format_metrics
+    from lat.workflows.evaluate import evaluate, format_metrics
 
     result = evaluate(load_config(args.overrides))
     print(format_metrics(result.metrics))
@@ -146,9 +146,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- lat align / lat run
 def _align(args: argparse.Namespace) -> int:
-    from lat.align import report_seed
+    from lat.workflows.align import report_seed
     from lat.config import load_config
-    from lat.evaluate import format_comparison
+    from lat.workflows.evaluate import format_comparison
 
     folder, report = report_seed(load_config(args.overrides))
     print(format_comparison(report))
@@ -158,7 +158,7 @@ def _align(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from lat.config import load_config
-    from lat.pipeline import run_experiment
+    from lat.workflows.experiment import run_experiment
 
     print(run_experiment(load_config(args.overrides)))
     return 0
@@ -179,8 +179,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
 
 def _sweep(args: argparse.Namespace) -> int:
     from lat.config import load_config
-    from lat.sweep import command, read_sweep
-    from lat.sweep_runner import SweepRun, fixed_overrides, run_wandb
+    from lat.config.sweep import command, read_sweep
+    from lat.workflows.sweep import SweepRun, fixed_overrides, run_wandb
 
     sweep = read_sweep(args.sweep_file)
     if args.wandb:
@@ -209,13 +209,13 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from lat.report_runs import write_report
+    from lat.reporting.runs import write_report
 
     paths, keys = [Path(r) for r in args.runs], args.group_by.split(",") if args.group_by else None
     out = write_report(paths, Path(args.out) if args.out else None, keys)
     print((out / "report.md").read_text())
     if args.map:
-        from lat.report_map import write_map
+        from lat.reporting.map import write_map
 
         write_map(paths, out, keys)
         print((out / "map.md").read_text())

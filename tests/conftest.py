@@ -33,7 +33,7 @@ def smol_tok():
     """
     from transformers import AutoTokenizer
 
-    from lat.errors import UserError
+    from lat.core.errors import UserError
     from lat.models.embedded import embedded_model_dir
 
     try:

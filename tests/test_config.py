@@ -12,10 +12,10 @@ from omegaconf import OmegaConf
 
 import lat.config as C
 from lat.config import Config, load_config, to_yaml
-from lat.errors import UserError
+from lat.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "configs"
+CONFIGS = ROOT / "lat" / "configs"
 
 
 def _field_docstrings(cls) -> dict[str, str]:
@@ -75,14 +75,14 @@ def test_merge_order_group_then_experiment_then_cli(tmp_path):
     (tmp_path / "experiment").mkdir()
     (tmp_path / "preview" / "real.yaml").write_text("mode: real\nm: 8\n")
     (tmp_path / "experiment" / "e.yaml").write_text("defaults:\n  preview: real\npreview:\n  m: 10\n")
-    assert load_config(["experiment=e"], tmp_path).preview.m == 10  # experiment body beats its defaults
-    assert load_config(["experiment=e", "preview.m=12"], tmp_path).preview.m == 12
-    assert load_config(["experiment=e", "preview=real"], tmp_path).preview.m == 8  # CLI group beats experiment
-    cfg = load_config(["experiment=e"], tmp_path)
+    assert load_config(["experiment=e"], [tmp_path]).preview.m == 10  # experiment body beats its defaults
+    assert load_config(["experiment=e", "preview.m=12"], [tmp_path]).preview.m == 12
+    assert load_config(["experiment=e", "preview=real"], [tmp_path]).preview.m == 8  # CLI group beats experiment
+    cfg = load_config(["experiment=e"], [tmp_path])
     assert cfg.experiment == "e" and cfg.preview.mode == "real"
     extra = tmp_path / "mine.yaml"
     extra.write_text("preview:\n  m: 3\n")
-    assert load_config(["experiment=e", f"config={extra}"], tmp_path).preview.m == 3
+    assert load_config(["experiment=e", f"config={extra}"], [tmp_path]).preview.m == 3
 
 
 @pytest.mark.parametrize(

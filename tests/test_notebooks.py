@@ -14,7 +14,7 @@ def smoke_runs(tmp_path_factory):
     """LAT_RUNS pointing at a folder where the smoke sweep has run (the notebooks reuse it)."""
     import os
 
-    from lat.analysis import sweep_runs
+    from lat.workflows.sweep import sweep_runs
 
     root = tmp_path_factory.mktemp("runs")
     old = os.environ.get("LAT_RUNS")

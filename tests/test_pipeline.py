@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from lat.align import build_seed, seed_folder
-from lat.cachedir import MARKER
+from lat.workflows.seed import build_seed, seed_folder
+from lat.core.cache import MARKER
 from lat.config import load_config
-from lat.pipeline import DONE, run_experiment
+from lat.workflows.experiment import DONE, run_experiment
 
 
 @pytest.fixture()
@@ -88,7 +88,7 @@ def test_lat_align_reports_base_and_seed(tmp_path, cache, capsys):
 
 
 def test_every_method_of_experiment_full_runs_on_the_tiny_model_and_reports(tmp_path, cache):
-    from lat.report_runs import find_runs, paper_method
+    from lat.reporting.runs import find_runs, paper_method
 
     full = load_config(["experiment=full"])
     methods = tmp_path / "methods.yaml"
@@ -110,7 +110,7 @@ def test_every_method_of_experiment_full_runs_on_the_tiny_model_and_reports(tmp_
 
 
 def test_starting_point_without_building_names_the_seed_and_builds_nothing(cache):
-    from lat.train import starting_point
+    from lat.workflows.seed import starting_point
 
     cfg = load_config(["experiment=smoke", "train.start_from=seed"])
     named = starting_point(cfg, build=False)
@@ -119,7 +119,7 @@ def test_starting_point_without_building_names_the_seed_and_builds_nothing(cache
 
 
 def test_the_safety_sft_ignores_the_experiments_data_and_preview_settings_its_seed_key_does_not_record(tmp_path):
-    from lat.align import sft_config, seed_identity
+    from lat.workflows.seed import sft_config, seed_identity
 
     plain = load_config(["experiment=smoke"])
     busy = load_config(["experiment=smoke", "data.packing=true", "data.safety_mix=0.5", "data.group_by_length=false",
@@ -134,7 +134,7 @@ def test_seed_sft_on_a_bf16_base_merges_fp32_adapters_into_the_models_dtype(tmp_
     import torch
     from safetensors.torch import load_file
 
-    from lat.align import seed_identity, sft_config
+    from lat.workflows.seed import seed_identity, sft_config
     from lat.models.loading import load_model_and_tokenizer
 
     plain = load_config(["experiment=smoke"])
@@ -154,7 +154,7 @@ def test_merging_adds_the_fp32_adapter_product_to_the_base_in_the_models_dtype()
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
-    from lat.align import merge_into_base
+    from lat.workflows.seed import merge_into_base
     from lat.models.loading import load_model_and_tokenizer
 
     cfg = load_config(["experiment=smoke"])  # model.dtype float32
@@ -175,7 +175,7 @@ def test_merging_adds_the_fp32_adapter_product_to_the_base_in_the_models_dtype()
 
 
 def test_the_align_table_shows_every_judges_rates_not_per_category_ones():
-    from lat.evaluate import format_comparison
+    from lat.workflows.evaluate import format_comparison
 
     metrics = {"safety/rsr": 0.9, "safety/rsr/n": 44, "safety/rsr/malware": 0.75, "safety/embedding/rsr": 0.95,
                "safety/embedding/rsr/unjudged": 0, "safety/embedding/jsr@3": 0.25, "utility/gsm8k_acc": 0.03, "utility/n": 32}

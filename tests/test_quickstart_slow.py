@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lat.config import load_config
-from lat.pipeline import run_experiment
+from lat.workflows.experiment import run_experiment
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ FAULT_RUN = [
 CHILD = textwrap.dedent("""
     import os, signal, sys
     import lightning as L
-    import lat.train as T
+    import lat.workflows.finetune as T
     from lat.cli import main
 
     STEP, SIG = int(sys.argv[1]), int(sys.argv[2])
@@ -167,7 +167,7 @@ def test_yaml_config_files_are_loaded_safely(tmp_path, capsys):
 
 def test_an_experiment_folder_is_not_reused_for_other_settings(tmp_path, capsys):
     from lat.config import load_config
-    from lat.pipeline import check_same_experiment, to_yaml
+    from lat.workflows.experiment import check_same_experiment, to_yaml
 
     cfg = load_config(["experiment=smoke", f"run.root={tmp_path}"])
     (tmp_path / "smoke").mkdir()

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from lat.cli import main
-from lat.report_map import map_markdown, write_map
-from lat.report_runs import find_runs, group_runs, intervals_markdown
-from lat.sweep import expand, read_sweep
-from lat.sweep_runner import plan
+from lat.reporting.map import map_markdown, write_map
+from lat.reporting.runs import find_runs, group_runs, intervals_markdown
+from lat.config.sweep import expand, read_sweep
+from lat.workflows.sweep import plan
 from tests.test_report_runs import _run, _samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def _script():
 
 
 def test_map_sweep_and_its_slices_expand_to_the_planned_runs(tmp_path):
-    assert len(expand(read_sweep(ROOT / "configs" / "sweep" / "map.yaml"))) == 4 * 2 * 2 * 4 * 3 * 3
+    assert len(expand(read_sweep(ROOT / "lat" / "configs" / "sweep" / "map.yaml"))) == 4 * 2 * 2 * 4 * 3 * 3
     script = _script()
     expected = {"scale": 4 * 2 * 3, "preview": 3, "epochs": 2 * 3, "masked": 2 * 2, "skip": 2, "dropout": 2 * 2}  # distinct runs per seed
     values = {}
@@ -99,7 +99,7 @@ def test_map_sweep_and_its_slices_expand_to_the_planned_runs(tmp_path):
         for p in points:
             for k, v in p.values.items():
                 values.setdefault(k, set()).add(v)
-    full = read_sweep(ROOT / "configs" / "sweep" / "map.yaml").parameters
+    full = read_sweep(ROOT / "lat" / "configs" / "sweep" / "map.yaml").parameters
     variants = {"preview.mask_preview": {True}, "preview.mask_answer_tokens": {6}, "preview.dropout": {0.5}}
     assert {k: set(v["values"]) for k, v in full.items() if k != "run.seed"} == {k: v for k, v in values.items() if k != "run.seed" and k not in variants}
     assert {k: values[k] for k in variants} == variants  # set by the variant slices only
@@ -109,26 +109,26 @@ def test_map_sweep_and_its_slices_expand_to_the_planned_runs(tmp_path):
 
 def test_map_points_generate_in_fp32_though_the_quickstart_generates_in_bf16(tmp_path):
     from lat.config import load_config
-    from lat.sweep_runner import fixed_overrides
+    from lat.workflows.sweep import fixed_overrides
 
     script = _script()
     _, base = plan(read_sweep(script.slice_sweep("scale", script.SLICES["scale"], 1, tmp_path)), [])
     assert load_config(["experiment=quickstart"]).eval.precision == "auto"
     assert base.eval.precision is None  # as train.precision (32-true): the map's measured setting
-    assert load_config(fixed_overrides(read_sweep(ROOT / "configs" / "sweep" / "map.yaml"))).eval.precision is None  # the seed's map evaluation
+    assert load_config(fixed_overrides(read_sweep(ROOT / "lat" / "configs" / "sweep" / "map.yaml"))).eval.precision is None  # the seed's map evaluation
 
 
 @pytest.mark.parametrize("sweep", ["map", "preview_length", "prefix_type"])
 def test_measured_sweeps_keep_the_seed_they_were_measured_on(sweep, monkeypatch):
-    from lat.align import seed_folder
+    from lat.workflows.seed import seed_folder
     from lat.config import load_config
-    from lat.models import precision
-    from lat.sweep_runner import fixed_overrides
+    from lat.core import precision
+    from lat.workflows.sweep import fixed_overrides
 
     monkeypatch.setattr(precision, "native_bf16", lambda accelerator="auto": True)  # as on this AMX CPU
     measured_on = seed_folder(load_config(["experiment=paper_small"]))  # SFT on the fp32 base, default attention
     assert seed_folder(load_config(["experiment=quickstart"])) != measured_on  # the quickstart's is built on a bf16 base
-    assert seed_folder(load_config(fixed_overrides(read_sweep(ROOT / "configs" / "sweep" / f"{sweep}.yaml")))) == measured_on
+    assert seed_folder(load_config(fixed_overrides(read_sweep(ROOT / "lat" / "configs" / "sweep" / f"{sweep}.yaml")))) == measured_on
 
 
 def test_method_label_is_the_preview_mode_when_no_preview_setting_varies(tmp_path):
@@ -170,7 +170,7 @@ def test_variant_slices_run_the_epochs_cells_with_one_variant_each_and_leave_oth
 
 
 def test_variants_meet_the_plain_vanilla_of_their_cell_and_are_not_the_papers_methods(tmp_path):
-    from lat.report_runs import markdown, paper_method
+    from lat.reporting.runs import markdown, paper_method
 
     root = tmp_path / "runs"
     seed = _run(root, "seed", [], {"safety/rsr": 36 / N}, trained=False)

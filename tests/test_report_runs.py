@@ -10,8 +10,8 @@ import pytest
 
 from lat.cli import main
 from lat.config import load_config, to_yaml
-from lat.errors import UserError
-from lat.report_runs import find_runs, group_runs, pareto_front, varying_keys, write_report
+from lat.core.errors import UserError
+from lat.reporting.runs import find_runs, group_runs, pareto_front, varying_keys, write_report
 
 SMOKE = ["experiment=smoke"]
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from lat.config import load_config
-from lat.errors import UserError
-from lat.rundir import open_run_dir
+from lat.core.errors import UserError
+from lat.runs.folder import open_run_dir
 
 
 def test_run_folder_gets_resolved_config_and_environment(tmp_path):

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from lat.stats import paired_bootstrap, wilson_interval
+from lat.reporting.stats import paired_bootstrap, wilson_interval
 
 
 @pytest.mark.parametrize("k, n, low, high", [

@@ -11,9 +11,9 @@ import pytest
 
 from lat.cli import main
 from lat.config import load_config
-from lat.errors import UserError
-from lat.sweep import agent_overrides, command, expand, format_value, point_id, read_sweep
-from lat.sweep_runner import SweepRun, plan
+from lat.core.errors import UserError
+from lat.config.sweep import agent_overrides, command, expand, format_value, point_id, read_sweep
+from lat.workflows.sweep import SweepRun, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,7 @@ def test_format_value_round_trips_through_the_config_parser(value):
 
 def test_args_and_args_no_hyphens_command_forms_both_parse(tmp_path):
     point = {"preview.prefix": "Let's deal with this situation. ", "preview.mode": "virtual", "train.lr": 1e-4, "lora.r": 16}
-    from lat.sweep import overrides
+    from lat.config.sweep import overrides
 
     for macro in ("${args}", "${args_no_hyphens}"):
         sweep = read_sweep(_write(tmp_path, f"method: grid\nparameters: {{lora.r: {{value: 16}}}}\ncommand:\n  - ${{interpreter}}\n  - -m\n  - lat\n  - train\n  - experiment=smoke\n  - {macro}\n"))
@@ -148,13 +148,13 @@ def test_keeping_the_checkpoint_does_not_make_another_point(tmp_path):
 
 
 def test_shipped_sweeps_validate_and_expand():
-    for path in sorted((ROOT / "configs" / "sweep").glob("*.yaml")):
+    for path in sorted((ROOT / "lat" / "configs" / "sweep").glob("*.yaml")):
         if path.stem == "map":  # 576 points: tests/test_report_map.py plans its slices, which cover every value
             continue
         sweep = read_sweep(path)
         points, _ = plan(sweep, [])
         assert points, path
-    length = plan(read_sweep(ROOT / "configs" / "sweep" / "preview_length.yaml"), [])[0]
+    length = plan(read_sweep(ROOT / "lat" / "configs" / "sweep" / "preview_length.yaml"), [])[0]
     assert len(length) == 2 * 7 * 3 and sum(p.status != "same" for p in length) == 8 * 3
 
 
@@ -280,13 +280,13 @@ def test_agent_overrides_take_the_exact_values_from_wandb_config(monkeypatch):
 def test_wandb_mode_registers_and_starts_an_agent(tmp_path, monkeypatch):
     import types
 
-    from lat import sweep_runner
+    from lat.workflows import sweep as sweep_runner
 
     seen = {}
     fake = types.SimpleNamespace(sweep=lambda body, project, entity: seen.update(body=body, project=project) or "sw33p")
     monkeypatch.setitem(sys.modules, "wandb", fake)
     monkeypatch.setattr(sweep_runner.subprocess, "call", lambda cmd: seen.update(cmd=cmd) or 0)
-    path = ROOT / "configs" / "sweep" / "lr_rank.yaml"
+    path = ROOT / "lat" / "configs" / "sweep" / "lr_rank.yaml"
     assert main(["sweep", str(path), "--wandb", "--project", "lat-test", "--count", "2"]) == 0
     assert seen["project"] == "lat-test" and seen["body"]["method"] == "random" and "seed" not in seen["body"]
     assert seen["cmd"] == ["wandb", "agent", "--count", "2", "lat-test/sw33p"]

@@ -22,9 +22,9 @@ HEADLINE = ("safety/rsr", "safety/jsr@3", "safety/embedding/rsr", "safety/embedd
 def evaluators(model_spec: str | None):
     """(model, tokenizer, {precision: Evaluator}) for the quickstart's evaluation settings."""
     from lat.config import apply_overrides, load_config
-    from lat.evaluate import load_for_eval
-    from lat.evaluation.callbacks import Evaluator
-    from lat.train import starting_point
+    from lat.workflows.evaluate import load_for_eval
+    from lat.workflows.common import build_evaluator as Evaluator
+    from lat.workflows.seed import starting_point
 
     cfg = starting_point(load_config(["experiment=quickstart", "train.start_from=seed"]))
     if model_spec:

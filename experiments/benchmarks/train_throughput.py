@@ -237,8 +237,8 @@ def run_lat(args, cfg, monitor: bool, reference_every_step: bool, pack: bool = F
     from lat.data.chat import collate, collate_packed
     from lat.data.datamodule import longest_first
     from lat.models.module import LookAheadModule
-    from lat.models.monitor import DivergenceMonitor
-    from lat.train import build_trainer
+    from lat.callbacks.divergence import DivergenceMonitor
+    from lat.workflows.finetune import build_trainer
 
     model, tok = lora_model(cfg)
     enc = training_examples(args, tok)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from lat.data.records import write_records
-from lat.errors import UserError
+from lat.core.errors import UserError
 
 # Operand ranges scale with difficulty; "easy" keeps numbers small enough that a tiny model can
 # learn the task visibly in a few hundred steps.

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 
 from lat.data.tasks import Example
-from lat.errors import UserError
+from lat.core.errors import UserError
 
 IGNORE_INDEX = -100
 

@@ -16,7 +16,7 @@ from lat.data.chat import Encoded, collate, collate_packed, encode
 from lat.data.preview import adaptive_lengths
 from lat.data.records import read_records
 from lat.data.tasks import Example, build_examples, examples_from_config, get_task, resolve_fields, task_system
-from lat.errors import UserError
+from lat.core.errors import UserError
 
 
 class EncodedDataset(Dataset):

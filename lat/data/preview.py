@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from lat.config import PreviewConfig
-from lat.errors import UserError
+from lat.core.errors import UserError
 
 
 def reference_prefix(answer: str, m: int, tokenizer) -> str:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lat.errors import UserError, where
-from lat.fileio import atomic_write
+from lat.core.errors import UserError, where
+from lat.core.fileio import atomic_write
 
 HF_PREFIX = "hf:"
 PKG_PREFIX = "pkg:"

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from lat.data.records import RecordSet
 from lat.data.tasks import Example, Task
-from lat.evaluation.metrics import hash_answer
+from lat.data.metrics import hash_answer, rouge_scores
 
 TEMPLATE = (
     "Below is an instruction that describes a task, along with a reference answer. "
@@ -35,8 +35,6 @@ def same_final_answer(reference: str, rewrite: str, threshold: float) -> bool:
 
 def rouge_close(reference: str, rewrite: str, threshold: float) -> bool:
     """Summaries and free text: ROUGE-1 F1 of the rewrite against the reference >= threshold."""
-    from lat.evaluation.metrics import rouge_scores
-
     scores, _ = rouge_scores([rewrite], [reference])
     return scores["rouge1"] >= threshold
 

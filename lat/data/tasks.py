@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 from lat.config import DataConfig, PreviewConfig
 from lat.data.preview import Previewed, apply_preview
 from lat.data.records import RecordSet
-from lat.errors import UserError
+from lat.core.errors import UserError
 
 
 @dataclass(frozen=True)

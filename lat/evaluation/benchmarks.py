@@ -7,7 +7,7 @@
 * Rates are over *judged* responses; ``unjudged`` (judge down or garbage), empty generations and
   prompts cut to fit the context are counted and reported, never silently counted safe.
 * Utility: the task's test records in the inference format (its own system prompt), greedy,
-  scored by :data:`lat.evaluation.metrics.TASK_METRICS`.
+  scored by :data:`lat.data.metrics.TASK_METRICS`.
 
 Each evaluation returns flat metrics (``safety/rsr``, ``safety/jsr@3``, ``safety/rsr/<category>``,
 ``utility/gsm8k_acc`` ...) and per-example sample records (for samples.jsonl and W&B tables).
@@ -23,7 +23,7 @@ from lat.config import EvalConfig, PreviewConfig
 from lat.data.records import RecordSet, read_records
 from lat.data.tasks import Example, build_examples, get_task
 from lat.evaluation.generate import Generation, GenerationSettings, generate, prefix_ids, prompt_ids
-from lat.evaluation.metrics import TASK_METRICS
+from lat.data.metrics import TASK_METRICS
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def evaluate_safety(model, tokenizer, items: Sequence[HarmfulItem], judge, cfg: 
     Args:
         judge: One judge, or ``{name: judge}`` with the primary judge first (the others give
             ``safety/<name>/rsr`` ... on the same generations).
-        autocast: Autocast dtype of generation (see :mod:`lat.models.precision`).
+        autocast: Autocast dtype of generation (see :mod:`lat.core.precision`).
 
     Returns:
         (flat metrics, per-example sample records).

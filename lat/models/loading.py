@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from lat.config import Config, LoraConfig, ModelConfig
-from lat.errors import UserError
-from lat.models.precision import WEIGHT_DTYPES
+from lat.core.errors import UserError
+from lat.core.precision import WEIGHT_DTYPES
 
 DTYPES = {name: getattr(torch, name) for name in WEIGHT_DTYPES}
 
@@ -97,6 +97,14 @@ def load_model_and_tokenizer(cfg: ModelConfig, seed: int = 0):
     if getattr(model.generation_config, "pad_token_id", None) is None:
         model.generation_config.pad_token_id = tok.pad_token_id
     return model, tok
+
+
+def load_for_eval(cfg: ModelConfig, seed: int = 0):
+    """The base model with ``model.adapter_path`` merged in (if set), in eval mode, and its tokenizer."""
+    model, tok = load_model_and_tokenizer(cfg, seed)
+    if cfg.adapter_path:
+        model = merge_start_adapter(model, cfg.adapter_path)
+    return model.eval(), tok
 
 
 def _target_modules(cfg: LoraConfig):

@@ -13,7 +13,7 @@ from torch import nn
 
 from lat.config import TrainConfig
 from lat.data.chat import IGNORE_INDEX
-from lat.errors import RunStopped, UserError
+from lat.core.errors import RunStopped, UserError
 from lat.models.divergence import position_sums, select_positions, shift_targets, token_divergence
 from lat.models.losses import LOSSES, masked_ce  # noqa: F401 - masked_ce re-exported
 

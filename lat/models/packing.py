@@ -8,10 +8,9 @@ mask. :func:`packing_leak` measures it on the model itself, before training star
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 
-from lat.errors import UserError
+from lat.core.errors import UserError
 
 PACKING_KERNELS = (None, "sdpa", "eager", "flex_attention")
 """``model.attn_implementation`` values whose masks honour position-id packing (None = default)."""
@@ -52,16 +51,3 @@ def check_kernel(attn_implementation: str | None) -> None:
     if attn_implementation not in PACKING_KERNELS:
         raise UserError(f"data.packing: model.attn_implementation={attn_implementation} attends across packed examples; "
                         f"use sdpa, eager or flex_attention, or data.packing=false")
-
-
-class PackingCheck(L.Callback):
-    """Before the first step, stop a packed run whose model lets examples attend to each other."""
-
-    def __init__(self, vocab_size: int):
-        self.vocab_size = vocab_size
-
-    def on_fit_start(self, trainer: L.Trainer, module) -> None:
-        leak = packing_leak(module.model, self.vocab_size)
-        if leak > LEAK_TOLERANCE:
-            raise UserError(f"data.packing: {type(module.model).__name__} lets packed examples attend to each other "
-                            f"(logits differ by {leak:.1%} of their scale); use data.packing=false")

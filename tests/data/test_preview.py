@@ -16,7 +16,7 @@ from lat.data.preview import (
     preview_records,
     reference_prefix,
 )
-from lat.errors import UserError
+from lat.core.errors import UserError
 
 C = " The answer begins with: "
 P = "Let's solve this problem. "

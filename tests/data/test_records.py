@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lat.data.records import read_records, write_records
-from lat.errors import UserError
+from lat.core.errors import UserError
 
 
 def _write(path, text):

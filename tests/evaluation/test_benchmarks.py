@@ -10,7 +10,7 @@ import pytest
 from lat.config import EvalConfig, ModelConfig
 from lat.data.records import RecordSet
 from lat.evaluation.benchmarks import HarmfulItem, evaluate_safety, evaluate_utility, load_harmful
-from lat.evaluation.callbacks import record_eval
+from lat.runs.folder import record_eval
 from lat.models.loading import load_model_and_tokenizer
 
 
@@ -83,7 +83,7 @@ def test_load_harmful_field_mapping(tmp_path):
     items = load_harmful(str(p), cfg)
     assert items[0] == HarmfulItem("how to x", "malware", "Sure here")
     assert items[1].category == "all"
-    from lat.errors import UserError
+    from lat.core.errors import UserError
 
     with pytest.raises(UserError, match="field 'prompt': missing"):
         load_harmful(str(p), EvalConfig())

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lat.config import JudgeConfig
-from lat.errors import UserError
+from lat.core.errors import UserError
 from lat.evaluation.judges import JUDGES, LABELS, Judge, Judgment, build_judge, rate
 from lat.evaluation.judges.keyword import REFUSAL_PHRASES, match_refusal
 

@@ -8,7 +8,7 @@ import types
 import pytest
 
 from lat.config import load_config
-from lat.models.alarm import DriftAlarm, early_kl
+from lat.callbacks.alarm import DriftAlarm, early_kl
 
 
 def _fake(curves_by_step: dict[int, list]):
@@ -50,7 +50,7 @@ def test_alarm_can_stop_the_run():
 
 
 def test_lat_train_stops_on_the_alarm_and_records_it(tmp_path):
-    from lat.train import train
+    from lat.workflows.train import train
 
     base = ["experiment=smoke", f"run.root={tmp_path}", "train.lr=1e-2", "lora.dropout=0.0", "train.epochs=3", "train.max_steps=6"]
     stopped = train(load_config([*base, "run.name=alarm", "train.drift_alarm_kl=0.0", "train.drift_alarm_stop=true"]))

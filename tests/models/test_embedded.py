@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lat.errors import UserError
+from lat.core.errors import UserError
+from lat.core.cache import cache_root
 from lat.models import embedded
 
 FAKE_GGUF = b"GGUF not really a model" * 100
@@ -75,11 +76,11 @@ def test_cache_root_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("LAT_CACHE", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    assert embedded.cache_root() == tmp_path / "home" / ".cache" / "lat"
+    assert cache_root() == tmp_path / "home" / ".cache" / "lat"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert embedded.cache_root() == tmp_path / "xdg" / "lat"
+    assert cache_root() == tmp_path / "xdg" / "lat"
     monkeypatch.setenv("LAT_CACHE", str(tmp_path / "lat"))
-    assert embedded.cache_root() == tmp_path / "lat"
+    assert cache_root() == tmp_path / "lat"
 
 
 def test_missing_without_build_raises(cache):

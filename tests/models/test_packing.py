@@ -14,7 +14,7 @@ from lat.models.divergence import answer_positions, shift_targets
 from lat.models.loading import load_model_and_tokenizer, prepare_for_training
 from lat.models.losses import token_logprobs
 from lat.models.module import LookAheadModule
-from lat.train import seed_answer_fn
+from lat.workflows.finetune import seed_answer_fn
 
 SMOKE = ["experiment=smoke", "lora.dropout=0.0", "train.max_steps=-1", "data.batch_size=8"]
 TOLERANCE = 1e-5
@@ -129,8 +129,8 @@ def test_packing_leak_is_zero_for_the_tiny_llama_and_large_when_attention_crosse
 
 def test_packed_run_stops_on_a_leaking_model_or_kernel_before_training(tmp_path, monkeypatch):
     import lat.models.packing as packing
-    from lat.errors import UserError
-    from lat.train import train
+    from lat.core.errors import UserError
+    from lat.workflows.train import train
 
     cfg = load_config([*SMOKE, f"run.root={tmp_path}", "data.packing=true", "model.attn_implementation=flash_attention_2"])
     with pytest.raises(UserError, match=r"data\.packing: model\.attn_implementation=flash_attention_2 attends across"):
@@ -142,7 +142,7 @@ def test_packed_run_stops_on_a_leaking_model_or_kernel_before_training(tmp_path,
 
 
 def test_compile_without_decoder_layers_is_a_clear_error():
-    from lat.errors import UserError
+    from lat.core.errors import UserError
     from lat.models.loading import compile_layers
 
     with pytest.raises(UserError, match=r"train\.compile: no decoder layers"):
@@ -165,7 +165,7 @@ def test_compiled_layers_give_the_same_logits_with_and_without_adapters(tmp_path
 
 
 def test_lat_train_with_packing_passes_the_check_and_trains(tmp_path):
-    from lat.train import train
+    from lat.workflows.train import train
 
     result = train(load_config([*SMOKE, f"run.root={tmp_path}", "data.packing=true", "eval.during_training=false"]))
     assert result.metrics["global_step"] > 0 and (result.run_dir / "adapter").is_dir()

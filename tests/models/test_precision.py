@@ -7,9 +7,9 @@ import torch
 
 from lat.config import ModelConfig
 from lat.data.tasks import Example
-from lat.errors import UserError
+from lat.core.errors import UserError
 from lat.evaluation.generate import GenerationSettings, generate, prompt_ids
-from lat.models import precision
+from lat.core import precision
 from lat.models.loading import load_model_and_tokenizer
 
 
@@ -58,7 +58,7 @@ def test_generation_runs_under_the_requested_autocast():
 
 
 def test_seed_identity_records_the_resolved_precisions(monkeypatch):
-    from lat.align import seed_folder, seed_identity
+    from lat.workflows.seed import seed_folder, seed_identity
     from lat.config import apply_overrides, load_config
 
     cfg = load_config(["experiment=smoke"])
@@ -77,7 +77,7 @@ def test_seed_identity_records_the_resolved_precisions(monkeypatch):
 
 def test_evaluation_generation_precision_defaults_to_training_and_can_be_set(monkeypatch):
     from lat.config import load_config
-    from lat.evaluation.callbacks import Evaluator
+    from lat.workflows.common import build_evaluator as Evaluator
 
     monkeypatch.setattr(precision, "native_bf16", lambda accelerator="auto": True)
     base = ["experiment=smoke", "eval.safety=false", "eval.utility=false"]

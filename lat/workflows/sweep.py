@@ -25,10 +25,12 @@ from typing import Any, Callable
 
 from lat.config import Config, load_config, parse_overrides, to_dict
 from lat.data.preview import strategy_params, validate
-from lat.errors import UserError
-from lat.fileio import write_json, write_text
-from lat.rundir import finished
-from lat.sweep import LAT_KEYS, Sweep, command, expand, overrides, point_id
+from lat.core.errors import UserError
+from lat.core.fileio import write_json, write_text
+from lat.runs.folder import finished
+from lat.config.sweep import LAT_KEYS, Sweep, command, expand, overrides, point_id, read_sweep
+from lat.config import find_config
+from lat.reporting.notebook import runs_root
 
 STATE = "sweep.json"
 SUMMARY = "sweep.md"
@@ -220,7 +222,7 @@ def finished_elsewhere(folder: Path, point: str, config: Callable[[], Config], r
         recorded: ``sweep.json``'s points by id.
     """
     from lat.config import recorded_config
-    from lat.train import starting_point
+    from lat.workflows.train import starting_point
 
     digest = point.split("-", 1)[1]
     runs = [r for r in sorted(folder.glob(f"*-{digest}")) if r.name not in recorded and (r / "config.yaml").is_file() and finished(r)]
@@ -295,3 +297,13 @@ def _last_line(path: Path) -> str:
 
 def _say(msg: str) -> None:
     print(f"lat sweep: {msg}", file=sys.stderr, flush=True)
+
+
+def sweep_runs(name: str = "smoke", workers: int = 2) -> Path:
+    """The folder of sweep ``name`` under :func:`runs_root`, running ``configs/sweep/<name>.yaml``
+    first when it has no finished point (finished points are kept, so this is cheap afterwards)."""
+    sweep = read_sweep(find_config("sweep", name))
+    runner = SweepRun(sweep, [], runs_root(), workers=workers)
+    if any(p.status not in ("done", "same") for p in runner.points):
+        runner.run()
+    return runner.folder

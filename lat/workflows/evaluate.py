@@ -14,9 +14,11 @@ from pathlib import Path
 import lightning as L
 
 from lat.config import Config
-from lat.evaluation.callbacks import Evaluator, record_eval
-from lat.models.loading import load_model_and_tokenizer, merge_start_adapter
-from lat.rundir import run_folder
+from lat.evaluation.evaluator import Evaluator
+from lat.models.loading import load_for_eval
+from lat.runs.folder import record_eval, run_folder
+from lat.workflows.common import build_evaluator
+from lat.workflows.seed import starting_point
 
 
 @dataclass
@@ -25,14 +27,6 @@ class EvalResult:
 
     run_dir: Path
     metrics: dict
-
-
-def load_for_eval(cfg: Config):
-    """The base model with ``model.adapter_path`` merged in (if set), in eval mode, and its tokenizer."""
-    model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
-    if cfg.model.adapter_path:
-        model = merge_start_adapter(model, cfg.model.adapter_path)
-    return model.eval(), tok
 
 
 def format_metrics(metrics: dict) -> str:
@@ -59,7 +53,7 @@ def format_comparison(columns: dict[str, dict]) -> str:
 def evaluation_key(cfg: Config, ev: Evaluator) -> list | None:
     """What an evaluation by ``ev`` depends on, when the model is a folder lat built (an aligned
     seed, a converted model: its completion marker identifies it); None otherwise."""
-    from lat.cachedir import MARKER
+    from lat.core.cache import MARKER
     from lat.config import to_dict
 
     marker = Path(cfg.model.name_or_path) / MARKER
@@ -76,7 +70,7 @@ def _evaluation_code_digest() -> str:
     import lat
 
     pkg = Path(lat.__file__).parent
-    files = sorted((pkg / "evaluation").rglob("*.py")) + sorted((pkg / "assets").glob("judge_*.jsonl")) + [pkg / "data" / "chat.py"]
+    files = sorted((pkg / "evaluation").rglob("*.py")) + sorted((pkg / "assets").glob("judge_*.jsonl")) + [pkg / "data" / "chat.py", pkg / "data" / "metrics.py"]
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.read_bytes())
@@ -95,20 +89,18 @@ def evaluate(cfg: Config, progress: bool = True, cache: bool = False) -> EvalRes
     The model is the one ``train.start_from`` names (``seed``: the aligned seed, built if
     needed), as for ``lat train``, so a seed evaluation sits beside the runs fine-tuned from it.
     """
-    from lat.train import starting_point
-
     cfg = starting_point(cfg)
     with run_folder(cfg) as run_dir:
         return _evaluate(cfg, run_dir, progress, cache)
 
 
 def _evaluate(cfg: Config, run_dir: Path, progress: bool, cache: bool) -> EvalResult:
-    evaluator = Evaluator(cfg)
+    evaluator = build_evaluator(cfg)
     key = evaluation_key(cfg, evaluator) if cache else None
 
     def compute() -> dict:
         L.seed_everything(cfg.run.seed, verbose=False)
-        model, tok = load_for_eval(cfg)
+        model, tok = load_for_eval(cfg.model, cfg.run.seed)
         sm, ss = evaluator.safety(model, tok, progress)
         um, us = evaluator.utility(model, tok, progress)
         return {"metrics": {**sm, **um}, "samples": ss + us}
@@ -116,7 +108,7 @@ def _evaluate(cfg: Config, run_dir: Path, progress: bool, cache: bool) -> EvalRe
     if key is None:
         result = compute()
     else:
-        from lat.cachedir import cached_json
+        from lat.core.cache import cached_json
 
         result = cached_json("evaluations", key, compute)
     record_eval(run_dir, result["metrics"], result["samples"], None, None)

@@ -23,15 +23,17 @@ import hashlib
 import json
 from pathlib import Path
 
-from lat.cachedir import cached_json, ensure_folder
+from lat.core.cache import cached_json, ensure_folder
 from lat.config import Config, DataConfig, LoraConfig, ModelConfig, PreviewConfig, TrainConfig, apply_overrides
 from lat.data.records import read_records, resolve_path, write_records
 from lat.data.tasks import Example
 from lat.evaluation.generate import GenerationSettings, answer
-from lat.fileio import write_json
-from lat.models.embedded import cache_root
+from lat.core.fileio import write_json
+from lat.core.cache import cache_root
 from lat.models.loading import load_model_and_tokenizer
-from lat.models.precision import autocast_dtype, resolve_precision, resolve_weight_dtype
+from lat.core.precision import autocast_dtype, resolve_precision, resolve_weight_dtype
+from lat.core.registry import Registry
+from lat.workflows.finetune import fine_tune
 
 
 def _file_sha(spec: str) -> str:
@@ -140,14 +142,12 @@ def merge_into_base(trained, cfg: Config):
 
 def build_seed(cfg: Config) -> Path:
     """The aligned seed folder (built once per identity; rebuilt if missing or damaged)."""
-    from lat.train import train
-
     def build(tmp: Path) -> None:
         base, tok = load_model_and_tokenizer(cfg.model, cfg.align.seed)
         data_path = tmp / "alignment_data.jsonl"
         write_records(data_path, alignment_records(cfg, base, tok))
         del base
-        result = train(sft_config(cfg, data_path, tmp))
+        result = fine_tune(sft_config(cfg, data_path, tmp))
         merged = merge_into_base(result.module.model, cfg)
         merged.save_pretrained(str(tmp))
         result.tokenizer.save_pretrained(str(tmp))
@@ -169,28 +169,17 @@ def seed_config(cfg: Config, build: bool = True) -> Config:
     return apply_overrides(cfg, [f"model.name_or_path={folder}", "model.adapter_path=null", "train.start_from=base"])
 
 
+START_FROM: Registry = Registry("starting point", setting="train.start_from")
+"""``train.start_from`` -> (config, build) -> the config with the model the fine-tuning starts from."""
+START_FROM.add("base", lambda cfg, build: cfg)
+START_FROM.add("seed", seed_config)
 
 
-def report_seed(cfg: Config) -> tuple[Path, dict]:
-    """Build the seed if needed; evaluate the base and the seed once (kept in ``<seed>/report.json``).
+def starting_point(cfg: Config, build: bool = True) -> Config:
+    """``cfg`` with ``model`` pointing at the model named by ``train.start_from``.
 
-    Returns:
-        (seed folder, ``{"base": metrics, "seed": metrics}``).
+    Args:
+        cfg: The config.
+        build: Build that model if it is not cached (the aligned seed); False only names it.
     """
-    from lat.evaluate import load_for_eval
-    from lat.evaluation.callbacks import Evaluator
-
-    folder = build_seed(cfg)
-    report = folder / "report.json"
-    if report.exists():
-        cached = json.loads(report.read_text())
-        if set(cached) == {"base", "seed"}:
-            return folder, cached
-    seed = apply_overrides(cfg, [f"model.name_or_path={folder}", "model.adapter_path=null"])
-    evaluator = Evaluator(seed)
-    out = {}
-    for name, model_cfg in (("base", cfg), ("seed", seed)):
-        model, tok = load_for_eval(model_cfg)
-        out[name] = {**evaluator.safety(model, tok, progress=True)[0], **evaluator.utility(model, tok, progress=True)[0]}
-    write_json(report, out)
-    return folder, out
+    return START_FROM.get(cfg.train.start_from)(cfg, build)

@@ -8,12 +8,16 @@ lock so two processes never build the same folder at once.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from lat.core.fileio import write_json
 
 try:  # POSIX only; elsewhere builds are simply not serialised.
     import fcntl
@@ -21,6 +25,15 @@ except ImportError:  # pragma: no cover
     fcntl = None
 
 MARKER = "lat_complete.json"
+
+
+def cache_root() -> Path:
+    """The lat cache: ``$LAT_CACHE``, else ``$XDG_CACHE_HOME/lat``, else ``~/.cache/lat``."""
+    if os.environ.get("LAT_CACHE"):
+        return Path(os.environ["LAT_CACHE"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "lat"
+    return Path.home() / ".cache" / "lat"
 
 
 def is_complete(folder: Path, identity: dict) -> bool:
@@ -82,11 +95,6 @@ def ensure_folder(folder: Path, identity: dict, build: Callable[[Path], None], w
 def cached_json(kind: str, key: object, compute: Callable[[], object]):
     """``compute()`` once per ``key`` (any JSON-serialisable value), kept in
     ``$LAT_CACHE/<kind>/<hash>.json`` and read back afterwards (written atomically)."""
-    import hashlib
-
-    from lat.fileio import write_json
-    from lat.models.embedded import cache_root
-
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     path = cache_root() / kind / f"{digest}.json"
     if path.exists():

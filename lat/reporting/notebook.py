@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lat import report
-from lat.config import config_dir
-from lat.report_runs import Group, Run, find_runs, group_runs
+from lat.reporting import tables as report
+from lat.reporting.runs import Group, Run, find_runs, group_runs
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def runs_root() -> Path:
@@ -23,21 +22,8 @@ def runs_root() -> Path:
     return Path(os.environ.get("LAT_RUNS") or PROJECT / "runs")
 
 
-def sweep_runs(name: str = "smoke", workers: int = 2) -> Path:
-    """The folder of sweep ``name`` under :func:`runs_root`, running ``configs/sweep/<name>.yaml``
-    first when it has no finished point (finished points are kept, so this is cheap afterwards)."""
-    from lat.sweep import read_sweep
-    from lat.sweep_runner import SweepRun
-
-    sweep = read_sweep(config_dir() / "sweep" / f"{name}.yaml")
-    runner = SweepRun(sweep, [], runs_root(), workers=workers)
-    if any(p.status not in ("done", "same") for p in runner.points):
-        runner.run()
-    return runner.folder
-
-
 def load_groups(folder: Path, keys: list[str] | None = None) -> tuple[list[Run], list[Group]]:
-    """Finished runs under ``folder`` and their settings (see :func:`lat.report_runs.group_runs`)."""
+    """Finished runs under ``folder`` and their settings (see :func:`lat.reporting.runs.group_runs`)."""
     runs = find_runs([Path(folder)])
     return runs, group_runs(runs, keys)
 

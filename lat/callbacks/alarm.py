@@ -3,7 +3,7 @@
 Shallow safety alignment lives in the first answer tokens, so a run whose KL(seed || tuned) at
 positions 1..k on harmful probes climbs past a threshold is losing its refusals before any
 safety evaluation would say so. The alarm reads each new measurement of the
-:class:`~lat.models.monitor.DivergenceMonitor` (it must come after the monitor in the callback
+:class:`~lat.callbacks.divergence.DivergenceMonitor` (it must come after the monitor in the callback
 list), logs ``alarm/early_kl`` and, above ``train.drift_alarm_kl``, prints a one-line warning and
 records the step; with ``train.drift_alarm_stop`` it also asks the trainer to stop.
 """

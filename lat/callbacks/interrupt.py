@@ -4,7 +4,7 @@ A scheduler's SIGTERM (SLURM, Kubernetes, a spot instance going away) or a Ctrl+
 the steps trained so far. :class:`GracefulStop` lets the current optimizer step finish, saves
 ``checkpoints/last.ckpt`` exactly as a periodic checkpoint would be saved at that step (weights,
 optimizer, scheduler, loop counters, random states), and ends the run with
-:class:`~lat.errors.RunStopped`, which the CLI reports in one line (exit code ``128 + signal``).
+:class:`~lat.core.errors.RunStopped`, which the CLI reports in one line (exit code ``128 + signal``).
 ``run.resume=true`` continues from there. A second Ctrl+C stops at once.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import lightning as L
 
-from lat.errors import RunStopped
+from lat.core.errors import RunStopped
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -1,4 +1,5 @@
-"""Utility metrics: GSM8K answer extraction and ROUGE, in a registry by task.
+"""Task metrics: how a task's answers are scored (GSM8K answer extraction, ROUGE), by task;
+used by utility evaluation and by SDFT's rule for keeping a rewrite.
 
 GSM8K follows the paper's script: the prediction is the text after the *last* ``####``, stripped,
 commas removed, compared as a string with the reference's number after ``####`` (so ``72.`` or

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from lat.fileio import atomic_write, write_json, write_text
+from lat.core.fileio import atomic_write, write_json, write_text
 
 HEADLINE = ("safety/rsr", "safety/jsr@3", "safety/embedding/rsr", "safety/embedding/jsr@3",
             "utility/gsm8k_acc", "utility/gsm8k_last_number_acc", "utility/rouge1")

@@ -16,12 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from lat.align import seed_config
+from lat.workflows.seed import seed_config
 from lat.config import Config, apply_overrides, to_yaml
-from lat.errors import UserError
-from lat.fileio import write_text
-from lat.report import plot_kl, plot_safety_utility, results_table, write_tables
-from lat.rundir import run_name
+from lat.core.errors import UserError
+from lat.core.fileio import write_text
+from lat.reporting.tables import plot_kl, plot_safety_utility, results_table, write_tables
+from lat.runs.folder import run_name
 
 DONE = "DONE"
 
@@ -51,8 +51,8 @@ def fine_tune(cfg: Config) -> None:
     """Train one method, unless its run already finished (stopped after training but before its
     stage was marked done: resuming it would need the checkpoint, which
     ``train.keep_checkpoint=false`` does not keep)."""
-    from lat.rundir import finished
-    from lat.train import train
+    from lat.runs.folder import finished
+    from lat.workflows.train import train
 
     if not finished(Path(cfg.run.root) / cfg.run.name):
         train(cfg)
@@ -67,7 +67,7 @@ def check_same_experiment(root: Path, cfg: Config) -> None:
     """
     import yaml
 
-    from lat.report_runs import flatten
+    from lat.reporting.runs import flatten
 
     path = root / "experiment.yaml"
     if not path.exists():
@@ -85,7 +85,7 @@ def check_same_experiment(root: Path, cfg: Config) -> None:
 
 def run_experiment(cfg: Config) -> Path:
     """Run (or resume) the whole comparison; returns the experiment folder."""
-    from lat.evaluate import evaluate
+    from lat.workflows.evaluate import evaluate
 
     root = Path(cfg.run.root) / (cfg.run.name or cfg.experiment or run_name(cfg))
     check_same_experiment(root, cfg)

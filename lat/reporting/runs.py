@@ -22,10 +22,10 @@ from typing import Callable, Sequence
 from omegaconf import OmegaConf
 
 from lat.data.preview import strategy_params
-from lat.errors import UserError
-from lat.fileio import write_json, write_text
-from lat.report import HEADLINE, final_divergence, save_png, write_csv
-from lat.stats import Difference, paired_bootstrap, wilson_interval
+from lat.core.errors import UserError
+from lat.core.fileio import write_json, write_text
+from lat.reporting.tables import HEADLINE, final_divergence, save_png, write_csv
+from lat.reporting.stats import Difference, paired_bootstrap, wilson_interval
 
 IGNORED_KEYS = ("run.name", "run.root", "run.resume", "run.seed", "experiment", "train.keep_checkpoint")
 TRAINING_SECTIONS = ("preview.", "train.", "lora.", "data.", "align.")

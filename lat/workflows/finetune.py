@@ -1,4 +1,4 @@
-"""`lat train`: one fine-tuning run into ``runs/<name>/``.
+"""Fine-tuning recipe: one run into ``runs/<name>/``, read top to bottom in :func:`_train`.
 
 The run folder receives ``config.yaml``, ``environment.json``, ``metrics.json``,
 ``divergence.csv``, ``logs/metrics.csv`` (every logged metric), ``checkpoints/last.ckpt``
@@ -13,6 +13,7 @@ Distribution (DDP, FSDP, DeepSpeed, several nodes) is Lightning's: set ``train.s
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import warnings
 from dataclasses import dataclass
@@ -24,16 +25,19 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from lat.config import Config, redact, secrets, to_dict
-from lat.errors import RunStopped, UserError
+from lat.core.errors import RunStopped, UserError
 from lat.data.datamodule import LookAheadDataModule
 from lat.models.loading import load_model_and_tokenizer, parameter_counts, prepare_for_training
-from lat.models.interrupt import GracefulStop
+from lat.callbacks.interrupt import GracefulStop
 from lat.models.module import LookAheadModule
-from lat.models.alarm import DriftAlarm
-from lat.models.monitor import DivergenceMonitor, shared_reference_cache
-from lat.models.packing import PackingCheck, check_kernel
-from lat.models.precision import autocast_dtype, resolve_precision
-from lat.rundir import environment, finished, run_folder, run_name, update_metrics
+from lat.callbacks.alarm import DriftAlarm
+from lat.callbacks.divergence import DivergenceMonitor, shared_reference_cache
+from lat.callbacks.packing import PackingCheck
+from lat.models.packing import check_kernel
+from lat.core.precision import autocast_dtype, resolve_precision
+from lat.runs.folder import environment, finished, record_eval, run_folder, run_name, update_metrics
+from lat.callbacks.evaluation import SafetyEvalCallback, UtilityEvalCallback
+from lat.workflows.common import build_evaluator
 
 
 def _devices(value: str):
@@ -125,28 +129,6 @@ class TrainResult:
     metrics: dict
 
 
-def _from_seed(cfg: Config, build: bool) -> Config:
-    from lat.align import seed_config
-
-    return seed_config(cfg, build)
-
-
-START_FROM = {"base": lambda cfg, build: cfg, "seed": _from_seed}
-"""``train.start_from`` -> (config, build) -> the config with the model the fine-tuning starts from."""
-
-
-def starting_point(cfg: Config, build: bool = True) -> Config:
-    """``cfg`` with ``model`` pointing at the model named by ``train.start_from``.
-
-    Args:
-        cfg: The config.
-        build: Build that model if it is not cached (the aligned seed); False only names it.
-    """
-    if cfg.train.start_from not in START_FROM:
-        raise UserError(f"train.start_from: unknown starting point {cfg.train.start_from!r}; known: {', '.join(START_FROM)}")
-    return START_FROM[cfg.train.start_from](cfg, build)
-
-
 def drift_alarm(cfg: Config, monitor: DivergenceMonitor) -> DriftAlarm | None:
     """The drift alarm configured by ``train.drift_alarm_*`` (None when off)."""
     t = cfg.train
@@ -159,13 +141,14 @@ def drift_alarm(cfg: Config, monitor: DivergenceMonitor) -> DriftAlarm | None:
     return DriftAlarm(monitor, t.drift_alarm_probe, t.drift_alarm_positions, t.drift_alarm_kl, t.drift_alarm_stop)
 
 
-def train(cfg: Config) -> TrainResult:
-    """Fine-tune one model as configured; resume from ``checkpoints/last.ckpt`` with run.resume.
+def fine_tune(cfg: Config) -> TrainResult:
+    """Fine-tune ``model`` as configured (the model it names is the starting point: see
+    :func:`lat.workflows.train.train` for ``train.start_from``); resume from
+    ``checkpoints/last.ckpt`` with ``run.resume``.
 
     A mistake found before the first checkpoint (a bad data file, an unknown setting) removes
     the run folder this call created, so no partial run is left behind.
     """
-    cfg = starting_point(cfg)
     check_resumable(cfg)
     with run_folder(cfg) as run_dir:
         return _train(cfg, run_dir)
@@ -252,7 +235,7 @@ def forget_after(run_dir: Path, step: int) -> None:
     """
     import json
 
-    from lat.fileio import atomic_write, write_json
+    from lat.core.fileio import atomic_write, write_json
 
     path = run_dir / "metrics.json"
     if path.exists():
@@ -292,7 +275,7 @@ def seed_answer_fn(cfg: Config, model, tokenizer):
     start adapter, the seed of random models and the prompts, so every method compared on the
     same seed is probed on the same tokens.
     """
-    from lat.cachedir import cached_json
+    from lat.core.cache import cached_json
     from lat.evaluation.generate import GenerationSettings, answer
 
     def fn(examples, max_new_tokens):
@@ -309,7 +292,7 @@ def seed_loss_fn(cfg: Config, model, tokenizer):
 
     Like :func:`seed_answer_fn` it runs before the first step, when the model is still the seed.
     """
-    from lat.cachedir import cached_json
+    from lat.core.cache import cached_json
     from lat.models.scoring import answer_token_losses
 
     def fn(examples):
@@ -323,20 +306,19 @@ def eval_callbacks(cfg: Config, tokenizer, run_dir: Path) -> list:
     """Safety and utility callbacks when ``eval.during_training`` (each only if enabled)."""
     if not cfg.eval.during_training or not (cfg.eval.safety or cfg.eval.utility):
         return []
-    from lat.evaluation.callbacks import Evaluator, SafetyEvalCallback, UtilityEvalCallback
-
-    ev, e = Evaluator(cfg), cfg.eval
-    out = []
+    ev, e = build_evaluator(cfg), cfg.eval
+    record = functools.partial(record_eval, run_dir)
+    out: list[L.Callback] = []
     if e.safety:
-        out.append(SafetyEvalCallback(ev, tokenizer, e.every_n_epochs, run_dir, e.sample_table_rows))
+        out.append(SafetyEvalCallback(ev, tokenizer, e.every_n_epochs, record, e.sample_table_rows))
     if e.utility:
-        out.append(UtilityEvalCallback(ev, tokenizer, e.every_n_epochs, run_dir, e.sample_table_rows))
+        out.append(UtilityEvalCallback(ev, tokenizer, e.every_n_epochs, record, e.sample_table_rows))
     return out
 
 
 def save_final(module: LookAheadModule, tokenizer, run_dir: Path, cfg: Config) -> None:
     """Save the adapter (peft format) or the full model, and optionally the merged model."""
-    from lat.fileio import atomic_folder
+    from lat.core.fileio import atomic_folder
 
     model = module.model
     with atomic_folder(run_dir / ("adapter" if cfg.lora.enabled else "model")) as target:

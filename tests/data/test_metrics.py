@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lat.evaluation.metrics import TASK_METRICS, gsm8k_scores, hash_answer, last_number, rouge_scores
+from lat.data.metrics import TASK_METRICS, gsm8k_scores, hash_answer, last_number, rouge_scores
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import platform
 import shutil
 import subprocess
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import Iterator
 
 from lat.config import Config, to_yaml
-from lat.errors import UserError
-from lat.fileio import write_json, write_text
+from lat.core.errors import UserError
+from lat.core.fileio import atomic_write, write_json, write_text
 
 LIBRARIES = ("torch", "lightning", "transformers", "peft", "torchmetrics", "wandb", "omegaconf", "tokenizers", "lat")
 
@@ -112,3 +113,21 @@ def run_folder(cfg: Config) -> Iterator[Path]:
             if new_root and path.parent.is_dir() and not any(path.parent.iterdir()):
                 path.parent.rmdir()
         raise
+
+
+def record_eval(run_dir: Path, metrics: dict, samples: list[dict], epoch: int | None, step: int | None) -> dict:
+    """Append one evaluation to ``metrics.json`` (``evals`` + latest values) and ``samples.jsonl``."""
+    run_dir = Path(run_dir)
+    path = run_dir / "metrics.json"
+    evals = json.loads(path.read_text()).get("evals", []) if path.exists() else []
+    evals.append({"epoch": epoch, "step": step, **metrics})
+    out = update_metrics(run_dir, {**metrics, "evals": evals})
+    spath = run_dir / "samples.jsonl"
+    old = spath.read_text(encoding="utf-8") if spath.exists() else ""
+    with atomic_write(spath) as f:
+        f.write(old)
+        for row in samples:
+            f.write(json.dumps({"epoch": epoch, "step": step, **row}, ensure_ascii=False) + "\n")
+    return out
+
+

@@ -1,0 +1,245 @@
+"""Composition of a config: dataclass schema < YAML layers < command-line overrides.
+
+Resolution order (later wins)::
+
+    schema defaults
+    < configs/<group>/<name>.yaml selected by an experiment's ``defaults:`` mapping
+    < configs/experiment/<NAME>.yaml                       (``experiment=NAME``)
+    < configs/<group>/<name>.yaml selected on the command line (``model=tiny``)
+    < any YAML file given as ``config=path.yaml``
+    < dotted overrides (``preview.m=4`` or ``--preview.m=4``)
+
+Unknown keys and wrong types fail with one line naming the key and where it came from. Code below
+the CLI sees the dataclasses only (:func:`load_config` returns a :class:`Config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import os
+from pathlib import Path
+from collections.abc import Sequence
+from typing import Any, List
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lat.config.schema import Config, check_ranges
+from lat.config.secrets import redact, redact_tree, secrets
+from lat.core.errors import UserError
+
+SECTIONS = ("model", "lora", "data", "preview", "train", "eval", "logging", "run", "align")
+NON_GROUP_DIRS = {"experiment", "sweep", "method"}
+
+
+PACKAGE_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+"""The YAML configs shipped inside the package (``lat/configs/``)."""
+
+
+def config_dirs() -> list[Path]:
+    """Where config files are looked up, first match wins: each folder of ``$LAT_CONFIG_DIR``
+    (``os.pathsep``-separated), a ``configs/`` folder in the working directory, the package's."""
+    dirs = [Path(p) for p in os.environ.get("LAT_CONFIG_DIR", "").split(os.pathsep) if p]
+    if (Path.cwd() / "configs").is_dir():
+        dirs.append(Path.cwd() / "configs")
+    dirs.append(PACKAGE_CONFIGS)
+    return list(dict.fromkeys(d.resolve() for d in dirs))
+
+
+def available(group: str, roots: Sequence[Path] | None = None) -> list[str]:
+    """Names of the config files of ``group`` (``experiment``, ``model``, ``sweep`` ...) in any folder."""
+    return sorted({p.stem for root in roots or config_dirs() for p in (root / group).glob("*.yaml")})
+
+
+def find_config(group: str, name: str, roots: Sequence[Path] | None = None) -> Path:
+    """``<root>/<group>/<name>.yaml`` in the first folder of ``roots`` (default :func:`config_dirs`)
+    that has it.
+
+    Raises:
+        UserError: No folder has it (names the folders searched and the known names).
+    """
+    roots = list(roots or config_dirs())
+    for root in roots:
+        path = root / group / f"{name}.yaml"
+        if path.is_file():
+            return path
+    known = available(group, roots)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    searched = ", ".join(str(r / group) for r in roots)
+    raise UserError(f"{group}={name}: no {name}.yaml in {searched}; known: {', '.join(known) or '(none)'}{hint}")
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise UserError(f"{path}: no such config file")
+    try:
+        cfg = OmegaConf.load(path)  # OmegaConf's loader is a yaml.SafeLoader
+    except Exception as e:
+        raise UserError(f"{path}: invalid YAML ({_first_line(e)})") from None
+    if not isinstance(cfg, DictConfig):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    return cfg
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def parse_overrides(args: List[str]) -> list[tuple[str, str]]:
+    """Split ``key=value`` / ``--key=value`` arguments into (key, value) pairs.
+
+    Both forms are accepted so W&B's ``${args}`` and ``${args_no_hyphens}`` command macros work.
+    """
+    pairs = []
+    for arg in args:
+        body = arg[2:] if arg.startswith("--") else arg
+        key, sep, value = body.partition("=")
+        if not sep or not key:
+            raise UserError(f"override {arg!r}: expected key=value (or --key=value)")
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, layer)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or ""
+        msg = getattr(e, "msg", None) or _first_line(e)
+        msg = msg.strip().splitlines()[0]
+        if "not in" in msg or "Key '" in msg and "not" in msg:
+            raise UserError(f"config ({source}): unknown key {key!r}") from None
+        raise UserError(f"config ({source}): {key}: {msg}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _schema() -> DictConfig:
+    """The typed default config (built once; merges copy it, never change it)."""
+    return OmegaConf.structured(Config)
+
+
+def recorded_config(path: Path) -> Config | None:
+    """The config a run folder's ``config.yaml`` records, read through today's schema (settings
+    added since take their defaults); None when it no longer fits the schema."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(_schema(), OmegaConf.load(path)))
+    except Exception:  # a setting since removed or retyped: not comparable
+        return None
+
+
+def _merge_layers(base: DictConfig, layers: list[tuple[Any, str]]) -> DictConfig:
+    """Merge ``layers`` into ``base`` in order, in one pass (each merge copies the whole config);
+    if that fails, merge them one by one to name the layer at fault."""
+    try:
+        return OmegaConf.merge(base, *(layer for layer, _ in layers))
+    except OmegaConfBaseException:
+        for layer, source in layers:
+            base = _merge(base, layer, source)
+        return base
+
+
+def _experiment_layers(name: str, roots: Sequence[Path]) -> list[tuple[DictConfig, str]]:
+    path = find_config("experiment", name, roots)
+    body = _load_yaml(path)
+    defaults = body.pop("defaults", None) or {}
+    if not isinstance(defaults, DictConfig):
+        raise UserError(f"{path}: 'defaults' must map a group to a file name, e.g. {{model: tiny}}")
+    base = str(defaults.pop("experiment")) if "experiment" in defaults else None
+    if base == name:
+        raise UserError(f"{path}: defaults.experiment names the experiment itself")
+    layers = _experiment_layers(base, roots) if base else []  # an experiment may extend another
+    layers += [(_group_layer(g, str(n), roots), f"{path}: defaults.{g}") for g, n in defaults.items()]
+    return layers + [(body, str(path))]
+
+
+def _method_layer(name: str, roots: Sequence[Path]) -> DictConfig:
+    """configs/method/NAME.yaml (any sections) plus ``method: NAME``."""
+    path = find_config("method", name, roots)
+    body = _load_yaml(path)
+    body["method"] = name
+    return body
+
+
+def _group_layer(group: str, name: str, roots: Sequence[Path]) -> DictConfig:
+    if group not in SECTIONS:
+        raise UserError(f"{group}={name}: not a config group; groups: {', '.join(SECTIONS)}")
+    return OmegaConf.create({group: _load_yaml(find_config(group, name, roots))})
+
+
+def load_config(args: List[str] | None = None, roots: Sequence[Path] | None = None) -> Config:
+    """Build the run configuration from YAML layers and command-line overrides.
+
+    Args:
+        args: ``key=value`` / ``--key=value`` strings; ``experiment=NAME``, ``<group>=NAME``
+            (group YAML under configs/<group>/) and ``config=FILE`` select files.
+        roots: Config folders searched in order; default :func:`config_dirs`.
+
+    Returns:
+        The typed, validated configuration.
+
+    Raises:
+        UserError: Unknown key, wrong type, missing file (one line naming it).
+    """
+    roots = list(roots or config_dirs())
+    pairs = parse_overrides(args or [])
+    layers: list[tuple[Any, str]] = []
+    experiment = next((v for k, v in pairs if k == "experiment"), None)
+    if experiment:
+        layers += _experiment_layers(experiment, roots)
+        layers.append((OmegaConf.create({"experiment": experiment}), "command line"))
+    dotlist = []
+    for key, value in pairs:
+        if key == "experiment":
+            continue
+        if key == "config":
+            layers.append((_load_yaml(Path(value)), value))
+        elif key == "method":
+            layers.append((_method_layer(value, roots), f"method={value}"))
+        elif key in SECTIONS:
+            layers.append((_group_layer(key, value, roots), f"{key}={value}"))
+        else:
+            dotlist.append(f"{key}={value}")
+    for item in dotlist:
+        try:
+            layers.append((OmegaConf.from_dotlist([item]), f"override {item!r}"))
+        except OmegaConfBaseException as e:
+            raise UserError(f"override {item!r}: {_first_line(e)}") from None
+    cfg = _merge_layers(_schema(), layers)
+    try:
+        return check_ranges(OmegaConf.to_object(cfg))
+    except OmegaConfBaseException as e:
+        raise UserError(f"config: {getattr(e, 'full_key', '')}: {_first_line(e)}") from None
+
+
+def apply_overrides(cfg: Config, overrides: List[str], source: str = "overrides") -> Config:
+    """A copy of ``cfg`` with dotted ``key=value`` overrides (and ``method=NAME``) applied,
+    validated like the CLI's."""
+    layers = []
+    for key, value in parse_overrides(overrides):
+        item = f"{key}={value}"
+        if key == "method":
+            layers.append((_method_layer(value, config_dirs()), f"{source}: {item}"))
+            continue
+        try:
+            layers.append((OmegaConf.from_dotlist([item]), f"{source}: {item}"))
+        except OmegaConfBaseException as e:
+            raise UserError(f"override {item!r}: {_first_line(e)}") from None
+    return check_ranges(OmegaConf.to_object(_merge_layers(OmegaConf.structured(cfg), layers)))
+
+
+def to_yaml(cfg: Config) -> str:
+    """The resolved configuration as YAML (what every run folder stores as config.yaml).
+
+    Secrets never reach a file: a value of a secret environment variable that ended up in a
+    setting (a key pasted into a URL, a tag ...) is written as ``<redacted $NAME>``.
+    """
+    return redact(OmegaConf.to_yaml(OmegaConf.structured(cfg)), secrets(cfg))
+
+
+def to_dict(cfg: Config) -> dict:
+    """The resolved configuration as a plain nested dict (for loggers), secrets redacted."""
+    return redact_tree(dataclasses.asdict(cfg), secrets(cfg))

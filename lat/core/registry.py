@@ -1,0 +1,110 @@
+"""Registries by short name: preview strategies, tasks, judges, losses, schedules, model sources,
+starting points. An unknown name is a one-line :class:`UserError` that names the setting, lists the
+known names and suggests the closest one, so a typo in a config fails when it is resolved.
+
+Example::
+
+    STRATEGIES = Registry("strategy", setting="preview.mode")
+
+    @STRATEGIES.register("real", reads=("m", "connector"))
+    def real(...): ...
+
+    STRATEGIES.get("reel")  # UserError: preview.mode: unknown strategy 'reel'; known: real (did you mean 'real'?)
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+from lat.core.errors import UserError
+
+T = TypeVar("T")
+
+
+def unknown_name(setting: str, kind: str, name: object, known: Sequence[str]) -> UserError:
+    """The one-line error for a name that is not among ``known`` (with the closest match, if any).
+
+    Args:
+        setting: Where the name came from (``preview.mode``, ``--mode``); may be empty.
+        kind: What the name names (``strategy``, ``loss``).
+        name: The name given.
+        known: The valid names, in the order they are listed.
+    """
+    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    prefix = f"{setting}: " if setting else ""
+    return UserError(f"{prefix}unknown {kind} {name!r}; known: {', '.join(known) or '(none)'}{hint}")
+
+
+class Registry(Generic[T]):
+    """Named entries with metadata, registered by decorator or call.
+
+    Args:
+        kind: What an entry is, for messages (``strategy``, ``task``).
+        setting: The config setting that names an entry (``preview.mode``), for messages.
+    """
+
+    def __init__(self, kind: str, setting: str = ""):
+        self.kind = kind
+        self.setting = setting
+        self._entries: dict[str, T] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
+
+    def register(self, name: str, **meta: Any) -> Callable[[T], T]:
+        """Decorator: register the decorated object under ``name`` with ``meta``."""
+
+        def add(obj: T) -> T:
+            self.add(name, obj, **meta)
+            return obj
+
+        return add
+
+    def add(self, name: str, obj: T, **meta: Any) -> None:
+        """Register ``obj`` under ``name``; a name is registered once."""
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._entries[name] = obj
+        self._meta[name] = meta
+
+    def get(self, name: str, setting: str | None = None) -> T:
+        """The entry named ``name``.
+
+        Raises:
+            UserError: Unknown name (names ``setting``, default the registry's, and the known names).
+        """
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise self.unknown(name, setting) from None
+
+    def check(self, name: str, setting: str | None = None) -> str:
+        """``name`` unchanged if it is registered (see :meth:`get`)."""
+        self.get(name, setting)
+        return name
+
+    def unknown(self, name: object, setting: str | None = None) -> UserError:
+        """The error for an unknown ``name``."""
+        return unknown_name(self.setting if setting is None else setting, self.kind, name, self.names())
+
+    def meta(self, name: str) -> dict[str, Any]:
+        """The metadata ``name`` was registered with (empty for an unknown name)."""
+        return self._meta.get(name, {})
+
+    def names(self) -> list[str]:
+        """Registered names, in registration order."""
+        return list(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def items(self) -> list[tuple[str, T]]:
+        """(name, entry) pairs in registration order."""
+        return list(self._entries.items())

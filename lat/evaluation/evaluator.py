@@ -1,0 +1,66 @@
+"""The Evaluator: what to evaluate (harmful items, judges, utility records), built once from the
+eval section, and run on any model (epoch-end callbacks, ``lat eval``, the seed report)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from lat.config import EvalConfig
+from lat.core.errors import UserError
+from lat.data.records import RecordSet, read_records, resolve_path
+from lat.evaluation.benchmarks import HarmfulItem, evaluate_safety, evaluate_utility, load_harmful
+from lat.evaluation.judges import build_judge
+
+SHIPPED_HARMFUL = "pkg:assets/harmful_eval.jsonl"
+SHIPPED_UTILITY = {"gsm8k": "pkg:assets/arithmetic_test.jsonl"}
+
+
+def _shipped(spec: str) -> str | None:
+    return spec if Path(resolve_path(spec)).is_file() else None
+
+
+class Evaluator:
+    """Safety and utility evaluation as configured (data read and judge built once).
+
+    Args:
+        cfg: The eval section.
+        autocast: dtype name generation runs under (``bfloat16``), or None for the weights' dtype.
+        default_task: Utility task when ``eval.utility_task`` is not set (the training task).
+    """
+
+    def __init__(self, cfg: EvalConfig, autocast: str | None = None, default_task: str = "gsm8k"):
+        e = cfg
+        self.cfg = e
+        self.autocast = autocast
+        self.items: list[HarmfulItem] = []
+        self.judges: dict = {}
+        if e.safety:
+            path = e.harmful_path or _shipped(SHIPPED_HARMFUL)
+            if path is None:
+                raise UserError("eval.harmful_path: not set (and no shipped harmful set); or pass eval.safety=false")
+            self.items = load_harmful(path, e)
+            self.judges = {e.judge.name: build_judge(e.judge)}
+            for name in e.extra_judges:
+                self.judges[name] = build_judge(dataclasses.replace(e.judge, name=name))
+        self.utility_task = e.utility_task or default_task
+        self.utility_records: RecordSet | None = None
+        if e.utility:
+            path = e.utility_path or _shipped(SHIPPED_UTILITY.get(self.utility_task, ""))
+            if path is None:
+                raise UserError(f"eval.utility_path: not set (no shipped test set for task {self.utility_task!r}); or pass eval.utility=false")
+            self.utility_records = read_records(path)
+
+    def safety(self, model, tokenizer, progress: bool = False) -> tuple[dict, list[dict]]:
+        """RSR / JSR@k metrics and samples (empty when safety is off)."""
+        if not self.items:
+            return {}, []
+        return evaluate_safety(model, tokenizer, self.items, self.judges, self.cfg, progress, self.autocast)
+
+    def utility(self, model, tokenizer, progress: bool = False) -> tuple[dict, list[dict]]:
+        """Utility metrics and samples (empty when utility is off)."""
+        if self.utility_records is None:
+            return {}, []
+        return evaluate_utility(model, tokenizer, self.utility_records, self.utility_task, self.cfg, progress, self.autocast)
+
+

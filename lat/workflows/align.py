@@ -1,0 +1,34 @@
+"""`lat align`: build the aligned seed (once, cached) and report the base and the seed side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lat.config import Config, apply_overrides
+from lat.core.fileio import write_json
+from lat.models.loading import load_for_eval
+from lat.workflows.common import build_evaluator
+from lat.workflows.seed import build_seed
+
+
+def report_seed(cfg: Config) -> tuple[Path, dict]:
+    """Build the seed if needed; evaluate the base and the seed once (kept in ``<seed>/report.json``).
+
+    Returns:
+        (seed folder, ``{"base": metrics, "seed": metrics}``).
+    """
+    folder = build_seed(cfg)
+    report = folder / "report.json"
+    if report.exists():
+        cached = json.loads(report.read_text())
+        if set(cached) == {"base", "seed"}:
+            return folder, cached
+    seed = apply_overrides(cfg, [f"model.name_or_path={folder}", "model.adapter_path=null"])
+    evaluator = build_evaluator(seed)
+    out = {}
+    for name, model_cfg in (("base", cfg), ("seed", seed)):
+        model, tok = load_for_eval(model_cfg.model, model_cfg.run.seed)
+        out[name] = {**evaluator.safety(model, tok, progress=True)[0], **evaluator.utility(model, tok, progress=True)[0]}
+    write_json(report, out)
+    return folder, out

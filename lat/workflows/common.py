@@ -1,0 +1,16 @@
+"""Setup helpers the recipes share, each taking the sections it reads."""
+
+from __future__ import annotations
+
+from lat.config import Config
+from lat.core.precision import autocast_dtype
+from lat.evaluation.evaluator import Evaluator
+
+
+def build_evaluator(cfg: Config) -> Evaluator:
+    """The Evaluator for ``cfg``: its eval section, the autocast dtype resolved from
+    ``eval.precision`` (or ``train.precision``) on ``train.accelerator``, and ``data.task`` as the
+    default utility task."""
+    e = cfg.eval
+    setting = "eval.precision" if e.precision else "train.precision"
+    return Evaluator(e, autocast_dtype(e.precision or cfg.train.precision, cfg.train.accelerator, setting), cfg.data.task)

@@ -1,0 +1,13 @@
+"""`lat train`: one fine-tuning run into ``runs/<name>/``, starting from the model that
+``train.start_from`` names (the base as given, or the aligned seed, built once and cached)."""
+
+from __future__ import annotations
+
+from lat.config import Config
+from lat.workflows.finetune import TrainResult, fine_tune
+from lat.workflows.seed import starting_point
+
+
+def train(cfg: Config) -> TrainResult:
+    """Resolve the starting point, then fine-tune (see :func:`lat.workflows.finetune.fine_tune`)."""
+    return fine_tune(starting_point(cfg))
