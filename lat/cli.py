@@ -94,19 +94,31 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="key=value or --key=value; experiment=NAME; <group>=NAME")
 
 
-def _config(args: argparse.Namespace) -> int:
-    from lat.config import load_config, to_yaml
+def _config_list_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--list", action="store_true", help="list the config files that can be named, and the folders searched")
 
-    print(to_yaml(load_config(args.overrides)), end="")
+
+def _config(args: argparse.Namespace) -> int:
+    from lat.config import available, config_dirs, to_yaml
+
+    if args.list:
+        print("searched, first match wins: " + ", ".join(str(d) for d in config_dirs()))
+        for group in ("experiment", "method", "model", "data", "preview", "sweep"):
+            print(f"{group}: {', '.join(available(group)) or '(none)'}")
+        return 0
+    from lat.workflows.check import resolve
+
+    print(to_yaml(resolve(args.overrides)), end="")
     return 0
 
 
 # ---------------------------------------------------------------- lat train
 def _train(args: argparse.Namespace) -> int:
-    from lat.config import load_config
+    from lat.workflows.check import resolve
     from lat.workflows.train import train
 
-    cfg = load_config(args.overrides + agent_overrides() + (["run.resume=true"] if args.resume else []))
+    cfg = resolve(args.overrides + agent_overrides() + (["run.resume=true"] if args.resume else []))
     result = train(cfg)
     print(result.run_dir)
     return 0
@@ -135,10 +147,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------- lat eval
 def _eval(args: argparse.Namespace) -> int:
-    from lat.config import load_config
+    from lat.workflows.check import resolve
     from lat.workflows.evaluate import evaluate, format_metrics
 
-    result = evaluate(load_config(args.overrides))
+    result = evaluate(resolve(args.overrides))
     print(format_metrics(result.metrics))
     print(result.run_dir)
     return 0
@@ -147,44 +159,44 @@ def _eval(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- lat align / lat run
 def _align(args: argparse.Namespace) -> int:
     from lat.workflows.align import report_seed
-    from lat.config import load_config
+    from lat.workflows.check import resolve
     from lat.workflows.evaluate import format_comparison
 
-    folder, report = report_seed(load_config(args.overrides))
+    folder, report = report_seed(resolve(args.overrides))
     print(format_comparison(report))
     print(folder)
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lat.config import load_config
+    from lat.workflows.check import resolve
     from lat.workflows.experiment import run_experiment
 
-    print(run_experiment(load_config(args.overrides)))
+    print(run_experiment(resolve(args.overrides)))
     return 0
 
 
 # ---------------------------------------------------------------- lat sweep / lat report
 def _sweep_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sweep_file", help="a W&B sweep YAML (configs/sweep/*.yaml)")
+    p.add_argument("sweep_file", help="a W&B sweep YAML: a path, or the name of a shipped one (lat/configs/sweep/NAME.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every point")
     p.add_argument("--workers", type=int, default=1, help="points run at the same time (local runner)")
     p.add_argument("--count", type=int, default=None, help="run at most this many points (random: how many to draw)")
     p.add_argument("--root", default=None, help="run root (default: run.root); points go to ROOT/<sweep name>/")
     p.add_argument("--dry-run", action="store_true", help="validate and list the points and their commands; run nothing")
     p.add_argument("--wandb", action="store_true", help="register the sweep with W&B and run `wandb agent` instead")
-    p.add_argument("--project", default=None, help="W&B project (default: logging.wandb_project)")
+    p.add_argument("--project", default=None, help="W&B project (default: logging.project)")
     p.add_argument("--entity", default=None, help="W&B entity")
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from lat.config import load_config
-    from lat.config.sweep import command, read_sweep
-    from lat.workflows.sweep import SweepRun, fixed_overrides, run_wandb
+    from lat.config.sweep import command
+    from lat.workflows.check import resolve
+    from lat.workflows.sweep import SweepRun, fixed_overrides, run_wandb, sweep_file
 
-    sweep = read_sweep(args.sweep_file)
+    sweep = sweep_file(args.sweep_file)
     if args.wandb:
-        project = args.project or load_config(fixed_overrides(sweep) + args.overrides).logging.wandb_project
+        project = args.project or resolve(fixed_overrides(sweep) + args.overrides).logging.project
         return run_wandb(sweep, project, args.entity, args.count)
     runner = SweepRun(sweep, args.overrides, Path(args.root) if args.root else None, args.workers, args.count)
     if args.dry_run:
@@ -227,7 +239,7 @@ Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argpar
 
 COMMANDS: dict[str, Command] = {
     "preview": ("apply a preview strategy to a record file (drop-in for the paper's script)", _preview_args, _preview, False),
-    "config": ("print the resolved configuration", _config_args, _config, True),
+    "config": ("print the resolved configuration (--list: the configs that can be named)", _config_list_args, _config, True),
     "train": ("fine-tune one model into runs/<name>/", _train_args, _train, True),
     "eval": ("evaluate a model (base, seed, or base + adapter) without training", _config_args, _eval, True),
     "align": ("build (once) and report the safety-aligned seed from the base model", _config_args, _align, True),

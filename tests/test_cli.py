@@ -99,3 +99,12 @@ def test_config_command_prints_resolved_yaml(capsys):
     assert main(["config", "experiment=smoke", "--preview.m=3"]) == 0
     out = capsys.readouterr().out
     assert "experiment: smoke" in out and "  m: 3" in out and "name_or_path: tiny" in out
+
+
+def test_sweep_wandb_without_project_takes_logging_project(tmp_path, monkeypatch):
+    from lat.workflows import sweep as sweep_workflow
+
+    seen = {}
+    monkeypatch.setattr(sweep_workflow, "run_wandb", lambda sweep, project, entity, count: seen.update(project=project) or 0)
+    assert main(["sweep", "smoke", "logging.project=from-config", "--wandb"]) == 0
+    assert seen == {"project": "from-config"}

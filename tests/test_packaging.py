@@ -45,3 +45,26 @@ def test_ci_installs_pinned_torch_and_runs_the_readme_test_command():
     assert "TORCH ?= torch==2.13.0" in make
     assert "make setup" in ci and "make test" in ci
     assert "make test" in readme.split("\n## ")[0]  # on the README's first screen
+
+
+def test_a_wheel_carries_the_configs_and_runs_the_smoke_experiment_outside_the_checkout(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
+                   check=True, capture_output=True)
+    (wheel,) = wheels.glob("lat-*.whl")
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)], check=True, capture_output=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site), "LAT_CACHE": str(tmp_path / "cache")}
+    env.pop("LAT_CONFIG_DIR", None)
+    where = subprocess.run([sys.executable, "-c", "import lat; print(lat.__file__)"], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert where.stdout.strip().startswith(str(site))  # the installed wheel, not the checkout
+    res = subprocess.run([sys.executable, "-m", "lat", "run", "experiment=smoke", f"run.root={tmp_path / 'runs'}"],
+                         cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "runs" / "smoke" / "results.csv").is_file()

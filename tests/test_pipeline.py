@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -110,7 +111,7 @@ def test_every_method_of_experiment_full_runs_on_the_tiny_model_and_reports(tmp_
 
 
 def test_starting_point_without_building_names_the_seed_and_builds_nothing(cache):
-    from lat.workflows.seed import starting_point
+    from lat.workflows.start import starting_point
 
     cfg = load_config(["experiment=smoke", "train.start_from=seed"])
     named = starting_point(cfg, build=False)
@@ -181,3 +182,23 @@ def test_the_align_table_shows_every_judges_rates_not_per_category_ones():
                "safety/embedding/rsr/unjudged": 0, "safety/embedding/jsr@3": 0.25, "utility/gsm8k_acc": 0.03, "utility/n": 32}
     rows = [line.split(" | ")[0].lstrip("| ") for line in format_comparison({"base": metrics, "seed": metrics}).splitlines()[2:]]
     assert rows == ["safety/rsr", "safety/embedding/rsr", "safety/embedding/jsr@3", "utility/gsm8k_acc"]
+
+
+def test_the_seed_of_a_base_with_a_start_adapter_is_aligned_from_base_plus_adapter(tmp_path, cache):
+    import torch
+
+    from lat.models.loading import load_for_eval
+    from lat.workflows.seed import build_seed
+    from lat.workflows.train import train
+
+    first = train(load_config(["experiment=smoke", f"run.root={tmp_path / 'runs'}", "run.name=first", "train.lr=0.05",
+                               "eval.during_training=false"]))
+    adapter = str(first.run_dir / "adapter")
+    # a vanishing SFT learning rate: the seed must be its starting point, base + adapter
+    cfg = load_config(["experiment=smoke", f"model.adapter_path={adapter}", "align.lr=1e-30"])
+    seed = load_for_eval(dataclasses.replace(cfg.model, name_or_path=str(build_seed(cfg)), adapter_path=None))[0]
+    start = load_for_eval(cfg.model, cfg.align.seed)[0]
+    plain = load_for_eval(dataclasses.replace(cfg.model, adapter_path=None), cfg.align.seed)[0]
+    s, a, p = seed.state_dict(), start.state_dict(), plain.state_dict()
+    assert any(not torch.equal(a[k], p[k]) for k in a)  # the adapter changed the weights
+    assert all(torch.allclose(s[k], a[k], atol=1e-6) for k in a)

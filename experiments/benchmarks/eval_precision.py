@@ -24,7 +24,7 @@ def evaluators(model_spec: str | None):
     from lat.config import apply_overrides, load_config
     from lat.workflows.evaluate import load_for_eval
     from lat.workflows.common import build_evaluator as Evaluator
-    from lat.workflows.seed import starting_point
+    from lat.workflows.start import starting_point
 
     cfg = starting_point(load_config(["experiment=quickstart", "train.start_from=seed"]))
     if model_spec:

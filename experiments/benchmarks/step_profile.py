@@ -25,7 +25,7 @@ def build(dropout: float, model_spec: str | None, attn: str | None = None, dtype
     from lat.data.datamodule import LookAheadDataModule
     from lat.models.loading import load_model_and_tokenizer, prepare_for_training
     from lat.models.module import LookAheadModule
-    from lat.workflows.seed import starting_point
+    from lat.workflows.start import starting_point
 
     overrides = ["experiment=quickstart", "train.start_from=seed", f"lora.dropout={dropout}", "data.probes=[]", f"model.dtype={dtype}"]
     cfg = starting_point(load_config(overrides))

@@ -41,6 +41,7 @@ from omegaconf import OmegaConf
 
 from lat.config import Config, apply_overrides
 from lat.core.errors import UserError
+from lat.core.registry import unknown_name
 
 # ---------------------------------------------------------------- parameter distributions
 
@@ -99,7 +100,7 @@ def distribution(name: str, spec: Any, where: str) -> str:
     else:
         raise UserError(f"{where}: parameter {name!r}: give value, values, or min and max")
     if kind not in SAMPLERS:
-        raise UserError(f"{where}: parameter {name!r}: unknown distribution {kind!r}; known: {', '.join(sorted(SAMPLERS))}")
+        raise unknown_name(f"{where}: parameter {name!r}", "distribution", kind, sorted(SAMPLERS))
     if kind not in DISCRETE:
         for k in ("min", "max"):
             if not isinstance(spec.get(k), (int, float)) or isinstance(spec.get(k), bool):
@@ -209,7 +210,7 @@ def read_sweep(path: str | Path, base: Config | None = None) -> Sweep:
         raise UserError(f"{path}: a sweep file is a mapping with method and parameters")
     method = raw.get("method")
     if method not in WANDB_METHODS:
-        raise UserError(f"{path}: method: unknown sweep method {method!r}; known: {', '.join(WANDB_METHODS)}")
+        raise unknown_name(f"{path}: method", "sweep method", method, list(WANDB_METHODS))
     params = raw.get("parameters")
     if not isinstance(params, dict) or not params:
         raise UserError(f"{path}: parameters: give at least one parameter")

@@ -11,9 +11,8 @@ during the seed's safety SFT on the same hardware (:func:`resolve_weight_dtype`)
 
 from __future__ import annotations
 
-import torch
-
 from lat.core.errors import UserError
+from lat.core.registry import unknown_name
 
 AUTOCAST = {"32-true": None, "64-true": None, "bf16-true": None, "16-true": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}
 """Lightning precision -> the autocast dtype it implies (None: weights already in that dtype)."""
@@ -21,6 +20,8 @@ AUTOCAST = {"32-true": None, "64-true": None, "bf16-true": None, "16-true": None
 
 def native_bf16(accelerator: str = "auto") -> bool:
     """Whether the device ``accelerator`` picks multiplies bf16 matrices in hardware."""
+    import torch  # only when probing the hardware: checking a config's names needs no torch
+
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     if accelerator in ("auto", "cpu"):
@@ -38,7 +39,7 @@ def resolve_precision(precision: str, accelerator: str = "auto", setting: str = 
     if precision == "auto":
         return "bf16-mixed" if native_bf16(accelerator) else "32-true"
     if precision not in AUTOCAST:
-        raise UserError(f"{setting}: unknown {precision!r}; known: auto, {', '.join(AUTOCAST)}")
+        raise unknown_name(setting, "", precision, ["auto", *AUTOCAST])
     return precision
 
 
@@ -61,6 +62,6 @@ def resolve_weight_dtype(dtype: str | None, default: str, accelerator: str = "au
     if dtype == "auto":
         return "bfloat16" if native_bf16(accelerator) else default
     if dtype is not None and dtype not in WEIGHT_DTYPES:
-        raise UserError(f"{setting}: unknown {dtype!r}; known: auto, {', '.join(WEIGHT_DTYPES)}")
+        raise unknown_name(setting, "", dtype, ["auto", *WEIGHT_DTYPES])
     return dtype or default
 

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -35,7 +36,19 @@ def unknown_name(setting: str, kind: str, name: object, known: Sequence[str]) ->
     close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     prefix = f"{setting}: " if setting else ""
-    return UserError(f"{prefix}unknown {kind} {name!r}; known: {', '.join(known) or '(none)'}{hint}")
+    what = f"{kind} " if kind else ""
+    return UserError(f"{prefix}unknown {what}{name!r}; known: {', '.join(known) or '(none)'}{hint}")
+
+
+class _Lazy:
+    """An entry named by ``"module:attribute"``, imported when first used."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def load(self) -> Any:
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
 
 
 class Registry(Generic[T]):
@@ -68,6 +81,11 @@ class Registry(Generic[T]):
         self._entries[name] = obj
         self._meta[name] = meta
 
+    def add_lazy(self, name: str, target: str, **meta: Any) -> None:
+        """Register ``"module:attribute"`` under ``name``, imported on first :meth:`get`: the name
+        and its metadata are known (and a config checked) without importing torch."""
+        self.add(name, _Lazy(target), **meta)  # type: ignore[arg-type]
+
     def get(self, name: str, setting: str | None = None) -> T:
         """The entry named ``name``.
 
@@ -75,9 +93,12 @@ class Registry(Generic[T]):
             UserError: Unknown name (names ``setting``, default the registry's, and the known names).
         """
         try:
-            return self._entries[name]
+            entry = self._entries[name]
         except (KeyError, TypeError):
             raise self.unknown(name, setting) from None
+        if isinstance(entry, _Lazy):
+            entry = self._entries[name] = entry.load()
+        return entry
 
     def check(self, name: str, setting: str | None = None) -> str:
         """``name`` unchanged if it is registered (see :meth:`get`)."""
@@ -107,4 +128,4 @@ class Registry(Generic[T]):
 
     def items(self) -> list[tuple[str, T]]:
         """(name, entry) pairs in registration order."""
-        return list(self._entries.items())
+        return [(name, self.get(name)) for name in self._entries]

@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 
 from lat.data.records import write_records
 from lat.core.errors import UserError
+from lat.core.registry import unknown_name
 
 # Operand ranges scale with difficulty; "easy" keeps numbers small enough that a tiny model can
 # learn the task visibly in a few hundred steps.
@@ -169,7 +170,7 @@ def generate(n: int, seed: int, difficulty: str = "easy", exclude: Iterable[str]
         UserError: Unknown difficulty, or more distinct problems asked for than the templates can make.
     """
     if difficulty not in SCALES:
-        raise UserError(f"unknown arithmetic difficulty {difficulty!r}; known: {sorted(SCALES)}")
+        raise unknown_name("", "arithmetic difficulty", difficulty, sorted(SCALES))
     rng, scale = random.Random(seed), SCALES[difficulty]
     names, seen, out, misses = sorted(TEMPLATES), set(exclude), [], 0
     while len(out) < n:

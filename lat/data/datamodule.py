@@ -17,6 +17,7 @@ from lat.data.preview import adaptive_lengths
 from lat.data.records import read_records
 from lat.data.tasks import Example, build_examples, examples_from_config, get_task, resolve_fields, task_system
 from lat.core.errors import UserError
+from lat.core.registry import unknown_name
 
 
 class EncodedDataset(Dataset):
@@ -250,7 +251,7 @@ class LookAheadDataModule(L.LightningDataModule):
     def _probe_examples(self, probe: ProbeConfig) -> list[Example]:
         """A probe set in the inference format, answers from a field or from the starting model."""
         if probe.answer_source not in ("field", "model"):
-            raise UserError(f"data.probes[{probe.name}].answer_source: unknown {probe.answer_source!r}; known: field, model")
+            raise unknown_name(f"data.probes[{probe.name}].answer_source", "", probe.answer_source, ["field", "model"])
         recs = read_records(probe.path).head(probe.max_samples)
         task = get_task(probe.task)
         system = self.cfg.data.system_prompt

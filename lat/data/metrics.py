@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from typing import Callable, Sequence
 
+from lat.core.registry import Registry
+
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
@@ -73,5 +75,8 @@ def rouge_scores(predictions: Sequence[str], references: Sequence[str]) -> tuple
 
 
 Scorer = Callable[[Sequence[str], Sequence[str]], tuple[dict[str, float], list[dict]]]
-TASK_METRICS: dict[str, Scorer] = {"gsm8k": gsm8k_scores, "samsum": rouge_scores, "instruction": rouge_scores}
+TASK_METRICS: Registry[Scorer] = Registry("utility task", setting="eval.utility_task")
+TASK_METRICS.add("gsm8k", gsm8k_scores)
+TASK_METRICS.add("samsum", rouge_scores)
+TASK_METRICS.add("instruction", rouge_scores)
 """task name -> scorer (predictions, references) -> (metrics, per-example rows)."""

@@ -29,6 +29,7 @@ import numpy as np
 
 from lat.config import PreviewConfig
 from lat.core.errors import UserError
+from lat.core.registry import Registry
 
 
 def reference_prefix(answer: str, m: int, tokenizer) -> str:
@@ -219,7 +220,8 @@ class Previewed:
         prefixes: N virtual prefixes P for ``virtual`` strategies (``None`` otherwise).
         masked_chars: With ``mask_preview``: N counts of leading answer characters that carry no
             loss (the previewed head, or P); ``None`` otherwise.
-        kept: With preview ``dropout``: N flags, True where the instruction was left unmodified.
+        dropped: With preview ``dropout``: N flags, True where the preview was dropped (the
+            instruction left unmodified).
     """
 
     instructions: list[str]
@@ -227,7 +229,7 @@ class Previewed:
     m: list[int] | None = None
     prefixes: list[str] | None = None
     masked_chars: list[int] | None = None
-    kept: list[bool] | None = None
+    dropped: list[bool] | None = None
 
 
 Strategy = Callable[..., Previewed]
@@ -235,6 +237,12 @@ Strategy = Callable[..., Previewed]
 read by ``adaptive`` only."""
 
 
+STRATEGIES: Registry[Strategy] = Registry("strategy", setting="preview.mode")
+"""Preview strategies by name; each registered with ``reads``: the PreviewConfig fields it reads
+(runs differing only in other fields are the same run)."""
+
+
+@STRATEGIES.register("vanilla", reads=())
 def vanilla(instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None, lengths=None) -> Previewed:
     """I' = I, O' = O."""
     return Previewed(list(instructions), list(answers))
@@ -248,11 +256,13 @@ def _real(instructions, answers, ms: list[int], cfg: PreviewConfig, tokenizer) -
     return Previewed([i + cfg.connector + h for i, h in zip(instructions, heads)], list(answers), m=ms, masked_chars=masked)
 
 
+@STRATEGIES.register("real", reads=("m", "connector"))
 def real(instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None, lengths=None) -> Previewed:
     """I' = I + C + O[:m] (m tokens of the model's tokenizer), O' = O."""
     return _real(instructions, answers, [cfg.m] * len(answers), cfg, tokenizer)
 
 
+@STRATEGIES.register("real_range", reads=("m_min", "m_max", "connector", "seed"))
 def real_range(instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None, lengths=None) -> Previewed:
     """As :func:`real` with m drawn uniformly from [m_min, m_max] per example (seeded)."""
     ms = [int(example_rng(cfg.seed, i + "\x00" + a).integers(cfg.m_min, cfg.m_max + 1)) for i, a in zip(instructions, answers)]
@@ -268,11 +278,13 @@ def _virtual(instructions, answers, prefixes: list[str], cfg: PreviewConfig) -> 
     )
 
 
+@STRATEGIES.register("virtual", reads=("prefix", "connector"))
 def virtual(instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None, lengths=None) -> Previewed:
     """I' = I + C + P, O' = P + O."""
     return _virtual(instructions, answers, [cfg.prefix] * len(answers), cfg)
 
 
+@STRATEGIES.register("virtual_pool", reads=("prefix_pool", "connector", "seed"))
 def virtual_pool(instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None, lengths=None) -> Previewed:
     """As :func:`virtual` with P drawn uniformly from ``prefix_pool`` per example (seeded)."""
     pool = list(cfg.prefix_pool)
@@ -280,6 +292,7 @@ def virtual_pool(instructions: Sequence[str], answers: Sequence[str], cfg: Previ
     return _virtual(instructions, answers, picks, cfg)
 
 
+@STRATEGIES.register("adaptive", reads=("m", "m_min", "m_max", "connector"))
 def adaptive(instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None, lengths=None) -> Previewed:
     """As :func:`real` with m per example given by ``lengths`` (see :func:`adaptive_lengths`)."""
     if lengths is None:
@@ -324,40 +337,19 @@ def adaptive_lengths(losses: Sequence[Sequence[float]], budget: int, m_min: int,
     return lengths(tau), tau
 
 
-STRATEGIES: dict[str, Strategy] = {
-    "vanilla": vanilla,
-    "real": real,
-    "virtual": virtual,
-    "real_range": real_range,
-    "virtual_pool": virtual_pool,
-    "adaptive": adaptive,
-}
-
-STRATEGY_FIELDS: dict[str, tuple[str, ...]] = {
-    "vanilla": (),
-    "real": ("m", "connector"),
-    "virtual": ("prefix", "connector"),
-    "real_range": ("m_min", "m_max", "connector", "seed"),
-    "virtual_pool": ("prefix_pool", "connector", "seed"),
-    "adaptive": ("m", "m_min", "m_max", "connector"),
-}
-"""Strategy -> the PreviewConfig fields it reads (runs differing only in other fields are equal)."""
-
-
 COMMON_FIELDS = ("mask_preview", "mask_answer_tokens", "dropout")
 """PreviewConfig fields every strategy reads (a changed one makes a different run)."""
 
 
 def strategy_params(preview: dict) -> dict:
     """A preview section (as a dict) reduced to ``mode`` and the fields its strategy reads."""
-    used = STRATEGY_FIELDS.get(preview.get("mode"), ()) + COMMON_FIELDS
+    used = STRATEGIES.meta(preview.get("mode", "")).get("reads", ()) + COMMON_FIELDS
     return {k: v for k, v in preview.items() if k == "mode" or k in used}
 
 
 def validate(cfg: PreviewConfig) -> None:
     """Raise a one-line UserError for an unknown strategy or an out-of-range parameter."""
-    if cfg.mode not in STRATEGIES:
-        raise UserError(f"preview.mode: unknown strategy {cfg.mode!r}; known: {', '.join(STRATEGIES)}")
+    STRATEGIES.check(cfg.mode)
     if cfg.mode == "real" and cfg.m <= 0:
         raise UserError(f"preview.m: must be >= 1, got {cfg.m}")
     if cfg.mode in ("real_range", "adaptive") and not 1 <= cfg.m_min <= cfg.m_max:
@@ -386,7 +378,7 @@ def apply_preview(
         The new columns.
     """
     validate(cfg)
-    out = STRATEGIES[cfg.mode](instructions, answers, cfg, tokenizer, lengths)
+    out = STRATEGIES.get(cfg.mode)(instructions, answers, cfg, tokenizer, lengths)
     return drop_previews(out, instructions, answers, cfg) if cfg.dropout > 0 else out
 
 
@@ -394,9 +386,9 @@ def drop_previews(out: Previewed, instructions: Sequence[str], answers: Sequence
     """Preview dropout: a ``cfg.dropout`` share of examples (each drawn from a generator seeded
     by ``cfg.seed`` and the example's text) gets its original instruction back; answers and
     loss masks stay as the strategy made them."""
-    kept = [bool(example_rng(cfg.seed, "dropout\x00" + i + "\x00" + a).random() < cfg.dropout) for i, a in zip(instructions, answers)]
-    new = [orig if k else ins for orig, ins, k in zip(instructions, out.instructions, kept)]
-    return dataclasses.replace(out, instructions=new, kept=kept)
+    dropped = [bool(example_rng(cfg.seed, "dropout\x00" + i + "\x00" + a).random() < cfg.dropout) for i, a in zip(instructions, answers)]
+    new = [orig if d else ins for orig, ins, d in zip(instructions, out.instructions, dropped)]
+    return dataclasses.replace(out, instructions=new, dropped=dropped)
 
 
 def preview_records(

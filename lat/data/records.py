@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lat.core.errors import UserError, where
+from lat.core.registry import unknown_name
 from lat.core.fileio import atomic_write
 
 HF_PREFIX = "hf:"
@@ -178,7 +179,7 @@ def read_records(path: str | Path, fmt: str = "auto") -> RecordSet:
     if fmt == "hf":
         return _read_hf(str(path))
     if fmt not in READERS:
-        raise UserError(f"unknown record format {fmt!r}; known: {sorted(READERS) + ['hf']}")
+        raise unknown_name("", "record format", fmt, [*sorted(READERS), "hf"])
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: no such file")
@@ -220,6 +221,6 @@ def write_records(path: str | Path, records: Sequence[dict], fmt: str = "auto") 
     """
     fmt = infer_format(path) if fmt == "auto" else fmt
     if fmt not in WRITERS:
-        raise UserError(f"cannot write format {fmt!r}; known: {sorted(WRITERS)}")
+        raise unknown_name("", "output format", fmt, sorted(WRITERS))
     with atomic_write(path) as f:
         WRITERS[fmt](f, records)

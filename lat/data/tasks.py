@@ -21,6 +21,7 @@ from lat.config import DataConfig, PreviewConfig
 from lat.data.preview import Previewed, apply_preview
 from lat.data.records import RecordSet
 from lat.core.errors import UserError
+from lat.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,11 @@ class Task:
         return answer.strip() if self.strip else answer
 
 
-TASKS: dict[str, Task] = {
-    "gsm8k": Task("gsm8k", "question", "answer", "You are a helpful assistant."),
-    "samsum": Task(
+TASKS: Registry[Task] = Registry("task", setting="data.task")
+"""Task adapters by name (``data.task``, a probe set's ``task``, ``eval.utility_task``)."""
+for _task in (
+    Task("gsm8k", "question", "answer", "You are a helpful assistant."),
+    Task(
         "samsum",
         "dialogue",
         "summary",
@@ -91,15 +94,14 @@ TASKS: dict[str, Task] = {
         user_template="Summarize this dialog:\n{input}",
         strip=True,
     ),
-    "instruction": Task("instruction", "instruction", "output", None, context_field="input", system_field="system"),
-}
+    Task("instruction", "instruction", "output", None, context_field="input", system_field="system"),
+):
+    TASKS.add(_task.name, _task)
 
 
 def get_task(name: str) -> Task:
     """Look up a task adapter by name; an unknown name lists the known ones."""
-    if name not in TASKS:
-        raise UserError(f"data.task: unknown task {name!r}; known: {', '.join(TASKS)}")
-    return TASKS[name]
+    return TASKS.get(name)
 
 
 def resolve_fields(task: Task, input_field: Optional[str], output_field: Optional[str]) -> tuple[str, str]:
@@ -161,8 +163,8 @@ def build_examples(
             meta["m"] = out.m[i]
         if out.prefixes is not None:
             meta["prefix"] = out.prefixes[i]
-        if out.kept is not None:
-            meta["preview_dropped"] = out.kept[i]
+        if out.dropped is not None:
+            meta["preview_dropped"] = out.dropped[i]
         text = task.answer_text(ans)
         chars = 0
         if out.masked_chars is not None:  # the head's length in the answer as the task formats it

@@ -153,7 +153,7 @@ def evaluate_utility(model, tokenizer, records: RecordSet, task_name: str, cfg: 
     examples = build_examples(records, task, PreviewConfig(mode="vanilla"))
     settings = GenerationSettings(max_new_tokens=cfg.utility_max_new_tokens, batch_size=cfg.batch_size, progress=progress, autocast=autocast)
     gens = generate(model, tokenizer, [prompt_ids(tokenizer, ex) for ex in examples], settings)
-    scores, per = TASK_METRICS[task_name]([g.text for g in gens], [ex.answer for ex in examples])
+    scores, per = TASK_METRICS.get(task_name)([g.text for g in gens], [ex.answer for ex in examples])
     rows = [{"metric": f"utility/{task_name}", "prompt": ex.prompt, "reference": ex.answer, "response": g.text,
              "cut_tokens": g.cut_tokens, **p} for ex, g, p in zip(examples, gens, per)]
     metrics = {f"utility/{k}": v for k, v in scores.items()}

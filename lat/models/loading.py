@@ -26,6 +26,7 @@ from torch import nn
 
 from lat.config import Config, LoraConfig, ModelConfig
 from lat.core.errors import UserError
+from lat.core.registry import Registry, unknown_name
 from lat.core.precision import WEIGHT_DTYPES
 
 DTYPES = {name: getattr(torch, name) for name in WEIGHT_DTYPES}
@@ -33,7 +34,7 @@ DTYPES = {name: getattr(torch, name) for name in WEIGHT_DTYPES}
 
 def _dtype(cfg: ModelConfig) -> torch.dtype:
     if cfg.dtype not in DTYPES:
-        raise UserError(f"model.dtype: unknown dtype {cfg.dtype!r}; known: {', '.join(DTYPES)}")
+        raise unknown_name("model.dtype", "dtype", cfg.dtype, list(DTYPES))
     return DTYPES[cfg.dtype]
 
 
@@ -73,7 +74,10 @@ def _embedded(cfg: ModelConfig, seed: int):
     return _pretrained(str(embedded_model_dir()), cfg)
 
 
-SOURCES: dict[str, Callable[[ModelConfig, int], tuple]] = {"embedded": _embedded, "tiny": _tiny}
+SOURCES: Registry[Callable[[ModelConfig, int], tuple]] = Registry("model source", setting="model.name_or_path")
+"""Model sources by name; any other ``model.name_or_path`` is a folder or a hub id."""
+SOURCES.add("embedded", _embedded)
+SOURCES.add("tiny", _tiny)
 
 
 def load_model_and_tokenizer(cfg: ModelConfig, seed: int = 0):
@@ -89,8 +93,10 @@ def load_model_and_tokenizer(cfg: ModelConfig, seed: int = 0):
     Returns:
         (model, tokenizer).
     """
-    loader = SOURCES.get(cfg.name_or_path)
-    model, tok = loader(cfg, seed) if loader else _pretrained(cfg.name_or_path, cfg)
+    if cfg.name_or_path in SOURCES:
+        model, tok = SOURCES.get(cfg.name_or_path)(cfg, seed)
+    else:
+        model, tok = _pretrained(cfg.name_or_path, cfg)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"

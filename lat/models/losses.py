@@ -1,4 +1,4 @@
-"""Training losses on answer tokens (registry :data:`LOSSES`, selected by ``train.loss``).
+"""Training losses on answer tokens (registered by name in :data:`lat.models.choices.LOSSES`, selected by ``train.loss``).
 
 Every loss takes ``logits`` (B, K, V) at the K kept columns, ``targets`` (B, K) with -100 off
 the answer, and the reference's logits at the same columns (None unless the loss needs them).
@@ -36,7 +36,7 @@ def masked_ce(logits: torch.Tensor, targets: torch.Tensor, ref_logits: torch.Ten
     Args:
         logits: (B, K, V) logits at the K kept columns.
         targets: (B, K) the tokens they predict, -100 off the answer.
-        ref_logits: unused (the signature is shared by every loss in :data:`LOSSES`).
+        ref_logits: unused (the signature is shared by every loss in :data:`lat.models.choices.LOSSES`).
 
     Returns:
         Scalar loss (mean over the batch's answer tokens).
@@ -99,12 +99,11 @@ def constrained_sft(
     return -(weight * logp).mean()
 
 
-def _constrained(cfg: TrainConfig) -> LossFn:
+def build_ce(cfg: TrainConfig) -> LossFn:
+    """The plain answer-token cross-entropy (``train.loss=ce``)."""
+    return masked_ce
+
+
+def build_constrained(cfg: TrainConfig) -> LossFn:
+    """Constrained SFT with the betas of ``cfg`` (``train.loss=constrained``)."""
     return functools.partial(constrained_sft, first=tuple(cfg.constrained_betas), rest=cfg.constrained_beta_rest, min_weight=cfg.constrained_min_weight)
-
-
-LOSSES: dict[str, tuple[Callable[[TrainConfig], LossFn], bool]] = {
-    "ce": (lambda cfg: masked_ce, False),
-    "constrained": (_constrained, True),
-}
-"""name -> (build the loss from the training config, needs reference logits)."""

@@ -15,7 +15,8 @@ from lat.config import TrainConfig
 from lat.data.chat import IGNORE_INDEX
 from lat.core.errors import RunStopped, UserError
 from lat.models.divergence import position_sums, select_positions, shift_targets, token_divergence
-from lat.models.losses import LOSSES, masked_ce  # noqa: F401 - masked_ce re-exported
+from lat.models.choices import LOSSES, SCHEDULES
+from lat.models.losses import masked_ce  # noqa: F401 - masked_ce re-exported
 
 
 def answer_columns(targets: torch.Tensor) -> torch.Tensor:
@@ -32,9 +33,6 @@ def _accepts_logits_to_keep(model: nn.Module) -> bool:
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
-SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
-
-
 class LookAheadModule(L.LightningModule):
     """Fine-tune ``model`` on answer tokens; compare it with its reference on demand.
 
@@ -47,15 +45,12 @@ class LookAheadModule(L.LightningModule):
 
     def __init__(self, model: nn.Module, train_cfg: TrainConfig, frozen_reference: nn.Module | None = None):
         super().__init__()
-        if train_cfg.loss not in LOSSES:
-            raise UserError(f"train.loss: unknown loss {train_cfg.loss!r}; known: {', '.join(LOSSES)}")
-        if train_cfg.schedule not in SCHEDULES:
-            raise UserError(f"train.schedule: unknown schedule {train_cfg.schedule!r}; known: {', '.join(SCHEDULES)}")
+        SCHEDULES.check(train_cfg.schedule)
         self.model = model
         self.frozen_reference = frozen_reference
         self.cfg = train_cfg
-        build, self.loss_needs_reference = LOSSES[train_cfg.loss]
-        self.loss_fn = build(train_cfg)
+        self.loss_fn = LOSSES.get(train_cfg.loss)(train_cfg)
+        self.loss_needs_reference = LOSSES.meta(train_cfg.loss)["needs_reference"]
         self.strict_loading = False  # checkpoints hold only the trainable weights
         self._tokens = 0
         self._clock: float | None = None
@@ -174,7 +169,7 @@ class LookAheadModule(L.LightningModule):
             params, lr=self.cfg.lr, betas=tuple(self.cfg.betas), weight_decay=self.cfg.weight_decay, fused=fused or None
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = get_scheduler(SCHEDULES[self.cfg.schedule], opt, num_warmup_steps=int(self.cfg.warmup_ratio * total), num_training_steps=total)
+        sched = get_scheduler(SCHEDULES.get(self.cfg.schedule), opt, num_warmup_steps=int(self.cfg.warmup_ratio * total), num_training_steps=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ checkpoints

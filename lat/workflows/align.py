@@ -9,6 +9,7 @@ from lat.config import Config, apply_overrides
 from lat.core.fileio import write_json
 from lat.models.loading import load_for_eval
 from lat.workflows.common import build_evaluator
+from lat.workflows.check import check_config
 from lat.workflows.seed import build_seed
 
 
@@ -18,7 +19,7 @@ def report_seed(cfg: Config) -> tuple[Path, dict]:
     Returns:
         (seed folder, ``{"base": metrics, "seed": metrics}``).
     """
-    folder = build_seed(cfg)
+    folder = build_seed(check_config(cfg))
     report = folder / "report.json"
     if report.exists():
         cached = json.loads(report.read_text())

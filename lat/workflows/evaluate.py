@@ -17,8 +17,9 @@ from lat.config import Config
 from lat.evaluation.evaluator import Evaluator
 from lat.models.loading import load_for_eval
 from lat.runs.folder import record_eval, run_folder
+from lat.workflows.check import check_config
 from lat.workflows.common import build_evaluator
-from lat.workflows.seed import starting_point
+from lat.workflows.start import starting_point
 
 
 @dataclass
@@ -89,7 +90,7 @@ def evaluate(cfg: Config, progress: bool = True, cache: bool = False) -> EvalRes
     The model is the one ``train.start_from`` names (``seed``: the aligned seed, built if
     needed), as for ``lat train``, so a seed evaluation sits beside the runs fine-tuned from it.
     """
-    cfg = starting_point(cfg)
+    cfg = starting_point(check_config(cfg))
     with run_folder(cfg) as run_dir:
         return _evaluate(cfg, run_dir, progress, cache)
 

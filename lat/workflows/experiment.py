@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from lat.workflows.check import check_config, check_methods
 from lat.workflows.seed import seed_config
 from lat.config import Config, apply_overrides, to_yaml
 from lat.core.errors import UserError
@@ -87,6 +88,7 @@ def run_experiment(cfg: Config) -> Path:
     """Run (or resume) the whole comparison; returns the experiment folder."""
     from lat.workflows.evaluate import evaluate
 
+    check_methods(check_config(cfg))
     root = Path(cfg.run.root) / (cfg.run.name or cfg.experiment or run_name(cfg))
     check_same_experiment(root, cfg)
     root.mkdir(parents=True, exist_ok=True)

@@ -137,7 +137,7 @@ def drift_alarm(cfg: Config, monitor: DivergenceMonitor) -> DriftAlarm | None:
     if not monitor.loaders:
         raise UserError("train.drift_alarm_kl: needs a probe set (data.probes)")
     if t.drift_alarm_probe is not None and t.drift_alarm_probe not in monitor.loaders:
-        raise UserError(f"train.drift_alarm_probe: no probe set {t.drift_alarm_probe!r}; known: {', '.join(monitor.loaders)}")
+        raise unknown_name("train.drift_alarm_probe", "probe set", t.drift_alarm_probe, list(monitor.loaders))
     return DriftAlarm(monitor, t.drift_alarm_probe, t.drift_alarm_positions, t.drift_alarm_kl, t.drift_alarm_stop)
 
 

@@ -30,9 +30,8 @@ from lat.data.tasks import Example
 from lat.evaluation.generate import GenerationSettings, answer
 from lat.core.fileio import write_json
 from lat.core.cache import cache_root
-from lat.models.loading import load_model_and_tokenizer
+from lat.models.loading import load_for_eval
 from lat.core.precision import autocast_dtype, resolve_precision, resolve_weight_dtype
-from lat.core.registry import Registry
 from lat.workflows.finetune import fine_tune
 
 
@@ -69,10 +68,11 @@ def seed_identity(cfg: Config) -> dict:
 
 def sft_model(cfg: Config) -> ModelConfig:
     """The model section the safety SFT loads: ``model`` with ``align.dtype`` (resolved) and
-    ``align.attn_implementation`` applied, and no start adapter."""
+    ``align.attn_implementation`` applied; a start adapter (``model.adapter_path``) is merged
+    into the base before the SFT, so the seed is aligned from base + adapter, as its key says."""
     a = cfg.align
     return dataclasses.replace(cfg.model, dtype=resolve_weight_dtype(a.dtype, cfg.model.dtype),
-                               attn_implementation=a.attn_implementation or cfg.model.attn_implementation, adapter_path=None)
+                               attn_implementation=a.attn_implementation or cfg.model.attn_implementation)
 
 
 def seed_folder(cfg: Config) -> Path:
@@ -86,6 +86,8 @@ def benign_answers(model, tok, prompts: list[str], cfg: Config) -> list[str]:
     a = cfg.align
     cast = autocast_dtype(a.answer_precision or a.precision, setting="align.answer_precision" if a.answer_precision else "align.precision")
     key = [cfg.model.name_or_path, cfg.model.dtype, cfg.align.seed, cfg.align.benign_max_new_tokens, prompts] + ([cast] if cast else [])
+    if cfg.model.adapter_path:  # answers of base + start adapter (keys without one are unchanged)
+        key.append({"adapter": cfg.model.adapter_path})
     settings = GenerationSettings(max_new_tokens=cfg.align.benign_max_new_tokens, batch_size=cfg.eval.batch_size, progress=True, autocast=cast)
     return cached_json("benign_answers", key, lambda: answer(model, tok, [Example(p, "") for p in prompts], settings))
 
@@ -134,7 +136,7 @@ def merge_into_base(trained, cfg: Config):
     """
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
-    base, _ = load_model_and_tokenizer(dataclasses.replace(cfg.model, adapter_path=None), cfg.align.seed)
+    base, _ = load_for_eval(cfg.model, cfg.align.seed)  # base + start adapter, as the SFT trained it
     target = get_peft_model(base, trained.peft_config["default"])
     set_peft_model_state_dict(target, get_peft_model_state_dict(trained))
     return target.merge_and_unload()
@@ -143,7 +145,7 @@ def merge_into_base(trained, cfg: Config):
 def build_seed(cfg: Config) -> Path:
     """The aligned seed folder (built once per identity; rebuilt if missing or damaged)."""
     def build(tmp: Path) -> None:
-        base, tok = load_model_and_tokenizer(cfg.model, cfg.align.seed)
+        base, tok = load_for_eval(cfg.model, cfg.align.seed)
         data_path = tmp / "alignment_data.jsonl"
         write_records(data_path, alignment_records(cfg, base, tok))
         del base
@@ -167,19 +169,3 @@ def seed_config(cfg: Config, build: bool = True) -> Config:
         return cfg
     folder = build_seed(cfg) if build else seed_folder(cfg)
     return apply_overrides(cfg, [f"model.name_or_path={folder}", "model.adapter_path=null", "train.start_from=base"])
-
-
-START_FROM: Registry = Registry("starting point", setting="train.start_from")
-"""``train.start_from`` -> (config, build) -> the config with the model the fine-tuning starts from."""
-START_FROM.add("base", lambda cfg, build: cfg)
-START_FROM.add("seed", seed_config)
-
-
-def starting_point(cfg: Config, build: bool = True) -> Config:
-    """``cfg`` with ``model`` pointing at the model named by ``train.start_from``.
-
-    Args:
-        cfg: The config.
-        build: Build that model if it is not cached (the aligned seed); False only names it.
-    """
-    return START_FROM.get(cfg.train.start_from)(cfg, build)

@@ -222,7 +222,7 @@ def finished_elsewhere(folder: Path, point: str, config: Callable[[], Config], r
         recorded: ``sweep.json``'s points by id.
     """
     from lat.config import recorded_config
-    from lat.workflows.train import starting_point
+    from lat.workflows.start import starting_point
 
     digest = point.split("-", 1)[1]
     runs = [r for r in sorted(folder.glob(f"*-{digest}")) if r.name not in recorded and (r / "config.yaml").is_file() and finished(r)]
@@ -302,8 +302,17 @@ def _say(msg: str) -> None:
 def sweep_runs(name: str = "smoke", workers: int = 2) -> Path:
     """The folder of sweep ``name`` under :func:`runs_root`, running ``configs/sweep/<name>.yaml``
     first when it has no finished point (finished points are kept, so this is cheap afterwards)."""
-    sweep = read_sweep(find_config("sweep", name))
+    sweep = sweep_file(name)
     runner = SweepRun(sweep, [], runs_root(), workers=workers)
     if any(p.status not in ("done", "same") for p in runner.points):
         runner.run()
     return runner.folder
+
+
+def sweep_file(spec: str | Path) -> Sweep:
+    """The sweep in file ``spec``, or in ``sweep/<spec>.yaml`` of the config folders when ``spec``
+    is a bare name (``map``, ``smoke``)."""
+    path = Path(spec)
+    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1 and not path.exists():
+        path = find_config("sweep", str(spec))
+    return read_sweep(path)

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from lat.config import Config
+from lat.workflows.check import check_config
 from lat.workflows.finetune import TrainResult, fine_tune
-from lat.workflows.seed import starting_point
+from lat.workflows.start import starting_point
 
 
 def train(cfg: Config) -> TrainResult:
     """Resolve the starting point, then fine-tune (see :func:`lat.workflows.finetune.fine_tune`)."""
-    return fine_tune(starting_point(cfg))
+    return fine_tune(starting_point(check_config(cfg)))

@@ -73,13 +73,13 @@ def test_label_mask_invariant(request, template, strategy, task):
 
 def test_task_formats_match_the_paper_formatters():
     recs = read_records("pkg:assets/gsm8k_sample.jsonl")
-    gsm = build_examples(recs, TASKS["gsm8k"], PreviewConfig(mode="vanilla"))[0]
+    gsm = build_examples(recs, TASKS.get("gsm8k"), PreviewConfig(mode="vanilla"))[0]
     assert gsm.system == "You are a helpful assistant."
     assert gsm.prompt == recs.records[0]["question"] and gsm.answer == recs.records[0]["answer"]
     from lat.data.records import RecordSet
 
     sam = RecordSet("mem", [{"dialogue": "\nA: hi\nB: yo \n", "summary": " A greets B. "}], ["record 1"])
-    ex = build_examples(sam, TASKS["samsum"], PreviewConfig(mode="virtual"))[0]
+    ex = build_examples(sam, TASKS.get("samsum"), PreviewConfig(mode="virtual"))[0]
     assert ex.system == "You are a helpful assistant for dialog summarization."
     # preview first (on raw fields), then the formatter's strip, as in the paper's pipeline
     assert ex.prompt == "Summarize this dialog:\n" + "A: hi\nB: yo \n The answer begins with: Let's solve this problem."
@@ -90,9 +90,9 @@ def test_instruction_task_appends_context_and_system_override():
     from lat.data.records import RecordSet
 
     rs = RecordSet("mem", [{"instruction": "Translate", "input": "hola", "output": "hello"}], ["record 1"])
-    ex = build_examples(rs, TASKS["instruction"], PreviewConfig(), system_prompt="Be brief.")[0]
+    ex = build_examples(rs, TASKS.get("instruction"), PreviewConfig(), system_prompt="Be brief.")[0]
     assert (ex.prompt, ex.answer, ex.system) == ("Translate\n\nhola", "hello", "Be brief.")
-    assert build_examples(rs, TASKS["gsm8k"], PreviewConfig(), None, "instruction", "output", "")[0].system is None
+    assert build_examples(rs, TASKS.get("gsm8k"), PreviewConfig(), None, "instruction", "output", "")[0].system is None
 
 
 def test_unknown_task_lists_known():

@@ -103,12 +103,12 @@ def test_preview_dropout_keeps_the_original_instruction_for_a_seeded_share(tiny_
         full = apply_preview(questions, answers, PreviewConfig(mode=mode, m=3), tiny_tok)
         out = apply_preview(questions, answers, PreviewConfig(mode=mode, m=3, dropout=0.25, seed=7), tiny_tok)
         again = apply_preview(questions, answers, PreviewConfig(mode=mode, m=3, dropout=0.25, seed=7), tiny_tok)
-        assert out == again and 0.18 < sum(out.kept) / n < 0.32
-        for q, f, o, kept in zip(questions, full.instructions, out.instructions, out.kept):
-            assert o == (q if kept else f)
+        assert out == again and 0.18 < sum(out.dropped) / n < 0.32
+        for q, f, o, dropped in zip(questions, full.instructions, out.instructions, out.dropped):
+            assert o == (q if dropped else f)
         assert out.answers == full.answers  # answers (and a virtual P) are left as the strategy made them
     none = apply_preview(questions, answers, PreviewConfig(mode="real", m=3, dropout=0.0), tiny_tok)
-    assert none.kept is None and none.instructions == full_real_instructions(questions, answers, tiny_tok)
+    assert none.dropped is None and none.instructions == full_real_instructions(questions, answers, tiny_tok)
     everything = apply_preview(questions, answers, PreviewConfig(mode="real", m=3, dropout=1.0), tiny_tok)
     assert everything.instructions == questions
 

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from lat.config import TrainConfig
 from lat.data.chat import IGNORE_INDEX
-from lat.models.losses import LOSSES, constrained_sft, masked_ce, position_betas
+from lat.models.choices import LOSSES
+from lat.models.losses import constrained_sft, masked_ce, position_betas
 
 
 def _batch(seed: int = 0, b: int = 3, k: int = 9, v: int = 11):
@@ -72,9 +73,9 @@ def test_constrained_equals_ce_scaled_by_one_when_model_is_its_reference():
 
 
 def test_registry_builds_from_config_and_needs_reference():
-    build, needs_ref = LOSSES["constrained"]
+    build, needs_ref = LOSSES.get("constrained"), LOSSES.meta("constrained")["needs_reference"]
     fn = build(TrainConfig(loss="constrained", constrained_betas=[1.0], constrained_beta_rest=0.5))
-    assert needs_ref and not LOSSES["ce"][1]
+    assert needs_ref and not LOSSES.meta("ce")["needs_reference"]
     logits, ref, targets = _batch(3)
     assert fn(logits, targets, ref).item() == pytest.approx(constrained_sft(logits, targets, ref, (1.0,), 0.5).item())
     with pytest.raises(ValueError, match="reference"):

@@ -25,7 +25,7 @@ import importlib
 from collections.abc import Callable
 
 from lat.config import JudgeConfig
-from lat.core.errors import UserError
+from lat.core.registry import Registry
 from lat.evaluation.judges.base import EMPTY, LABELS, SAFE, UNJUDGED, UNSAFE, Judge, Judgment, rate
 
 __all__ = ["EMPTY", "JUDGES", "LABELS", "SAFE", "UNJUDGED", "UNSAFE", "Judge", "Judgment", "build_judge", "rate"]
@@ -42,13 +42,10 @@ def _lazy(module: str, cls: str) -> Callable[[JudgeConfig], Judge]:
     return build
 
 
-JUDGES: dict[str, Callable[[JudgeConfig], Judge]] = {
-    "keyword": _lazy("keyword", "KeywordJudge"),
-    "embedding": _lazy("embedding", "EmbeddingJudge"),
-    "llm": _lazy("llm", "LLMJudge"),
-    "classifier": _lazy("classifier", "ClassifierJudge"),
-}
-"""Judge factories by short name (``judge.name`` in the config)."""
+JUDGES: Registry[Callable[[JudgeConfig], Judge]] = Registry("judge", setting="eval.judge.name")
+"""Judge factories by short name (``eval.judge.name``, ``eval.extra_judges``)."""
+for _name, _cls in (("keyword", "KeywordJudge"), ("embedding", "EmbeddingJudge"), ("llm", "LLMJudge"), ("classifier", "ClassifierJudge")):
+    JUDGES.add(_name, _lazy(_name, _cls))
 
 
 def build_judge(cfg: JudgeConfig) -> Judge:
@@ -58,8 +55,4 @@ def build_judge(cfg: JudgeConfig) -> Judge:
         UserError: If the name is unknown (the message lists the known names), or the judge's
             own settings are wrong (e.g. the LLM judge's key variable is unset).
     """
-    try:
-        factory = JUDGES[cfg.name]
-    except KeyError:
-        raise UserError(f"judge.name={cfg.name!r} is unknown; known judges: {', '.join(sorted(JUDGES))}") from None
-    return factory(cfg)
+    return JUDGES.get(cfg.name)(cfg)

@@ -1,0 +1,21 @@
+"""The named choices of training: losses and learning-rate schedules. Importable without torch, so
+``lat config`` checks a config in a second; a loss's code is imported when it is built."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lat.core.registry import Registry
+
+LOSSES: Registry[Callable[[Any], Any]] = Registry("loss", setting="train.loss")
+"""``train.loss`` -> build the loss from the training config; registered with ``needs_reference``:
+whether the loss reads the reference model's logits."""
+LOSSES.add_lazy("ce", "lat.models.losses:build_ce", needs_reference=False)
+LOSSES.add_lazy("constrained", "lat.models.losses:build_constrained", needs_reference=True)
+
+SCHEDULES: Registry[str] = Registry("schedule", setting="train.schedule")
+"""``train.schedule`` -> the transformers scheduler name."""
+SCHEDULES.add("constant", "constant_with_warmup")
+SCHEDULES.add("linear", "linear")
+SCHEDULES.add("cosine", "cosine")

@@ -1,0 +1,69 @@
+"""Every registry name and cross-field rule of a config, checked when the config is resolved
+(``lat config``, and the start of every workflow) before any model or data loads, so a misspelt
+name exits 2 in about a second with the known names and the closest one. Ranges are checked by
+the schema itself (:func:`lat.config.schema.check_ranges`). Nothing here imports torch."""
+
+from __future__ import annotations
+
+from lat.config import Config, apply_overrides, load_config
+from lat.core.precision import AUTOCAST, WEIGHT_DTYPES
+from lat.core.registry import unknown_name
+from lat.data.metrics import TASK_METRICS
+from lat.data.preview import validate as check_preview
+from lat.data.tasks import TASKS
+from lat.evaluation.judges import JUDGES
+from lat.models.choices import LOSSES, SCHEDULES
+from lat.workflows.start import START_FROM
+
+PRECISIONS = ["auto", *AUTOCAST]
+DTYPES = ["auto", *WEIGHT_DTYPES]
+
+
+def _one_of(setting: str, value: str | None, known: list[str], optional: bool = True) -> None:
+    if (value is not None or not optional) and value not in known:
+        raise unknown_name(setting, "", value, known)
+
+
+def check_config(cfg: Config) -> Config:
+    """``cfg`` unchanged if every name it uses is registered and its settings agree.
+
+    Raises:
+        UserError: The first unknown name (setting, known names, closest match) or broken rule.
+    """
+    check_preview(cfg.preview)
+    TASKS.check(cfg.data.task)
+    for probe in cfg.data.probes:
+        TASKS.check(probe.task, f"data.probes[{probe.name}].task")
+        _one_of(f"data.probes[{probe.name}].answer_source", probe.answer_source, ["field", "model"], optional=False)
+    t = cfg.train
+    LOSSES.check(t.loss)
+    SCHEDULES.check(t.schedule)
+    START_FROM.check(t.start_from)
+    _one_of("train.precision", t.precision, PRECISIONS, optional=False)
+    if t.drift_alarm_probe is not None:
+        _one_of("train.drift_alarm_probe", t.drift_alarm_probe, [p.name for p in cfg.data.probes])
+    _one_of("model.dtype", cfg.model.dtype, list(WEIGHT_DTYPES), optional=False)
+    e = cfg.eval
+    JUDGES.check(e.judge.name)
+    for name in e.extra_judges:
+        JUDGES.check(name, "eval.extra_judges")
+    if e.utility:
+        TASK_METRICS.check(e.utility_task or cfg.data.task, "eval.utility_task" if e.utility_task else "data.task")
+    _one_of("eval.precision", e.precision, PRECISIONS)
+    a = cfg.align
+    _one_of("align.precision", a.precision, PRECISIONS, optional=False)
+    _one_of("align.answer_precision", a.answer_precision, PRECISIONS)
+    _one_of("align.dtype", a.dtype, DTYPES)
+    return cfg
+
+
+def check_methods(cfg: Config) -> Config:
+    """``cfg`` unchanged if each of its ``methods`` (``lat run``) gives a valid config too."""
+    for method in cfg.methods:
+        check_config(apply_overrides(cfg, list(method.overrides), f"method {method.name}"))
+    return cfg
+
+
+def resolve(args: list[str]) -> Config:
+    """The config of a command line (:func:`lat.config.load_config`), checked."""
+    return check_methods(check_config(load_config(args)))
