@@ -5,17 +5,28 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup test test-slow demo bench clean
+.PHONY: setup test test-slow lint lock demo bench clean
 
 setup: $(BIN)/lat
 
-$(BIN)/lat: setup.cfg pyproject.toml
+$(BIN)/lat: setup.cfg pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e ".[dev]"
 	$(BIN)/pip check
 	touch $(BIN)/lat
+
+# ruff (lint + import order) and mypy over the package; CI runs it before the tests.
+lint: setup
+	$(BIN)/ruff check lat tests experiments
+	$(BIN)/mypy
+
+# Re-pin requirements.lock to what the venv holds now (after a deliberate upgrade).
+lock: setup
+	{ head -n 2 requirements.lock; $(BIN)/pip freeze --exclude-editable | grep -v '^torch=='; } > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock
 
 test: setup
 	$(BIN)/python -m pytest -q

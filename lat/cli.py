@@ -33,7 +33,7 @@ def load_tokenizer(path: str):
         path = str(embedded_model_dir())
     try:
         return AutoTokenizer.from_pretrained(path)
-    except Exception as e:  # missing folder, no network for a hub id, broken files
+    except Exception as e:  # noqa: BLE001 - any failure to load is the user's tokenizer path
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"tokenizer {path!r}: cannot load ({first})") from None
 

@@ -68,3 +68,11 @@ def test_a_wheel_carries_the_configs_and_runs_the_smoke_experiment_outside_the_c
                          cwd=elsewhere, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "runs" / "smoke" / "results.csv").is_file()
+
+
+def test_the_lock_pins_every_declared_package_but_torch():
+    locked = {_name(line.split("==")[0]): line.split("==")[1] for line in (ROOT / "requirements.lock").read_text().splitlines()
+              if line and not line.startswith("#")}
+    declared = set(_setup_cfg()) - {"torch"}
+    assert declared <= set(locked), sorted(declared - set(locked))
+    assert "torch" not in locked  # installed first from the Makefile's TORCH (CPU or CUDA build)

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from lat.workflows.seed import build_seed, seed_folder
-from lat.core.cache import MARKER
 from lat.config import load_config
+from lat.core.cache import MARKER
 from lat.workflows.experiment import DONE, run_experiment
+from lat.workflows.seed import build_seed, seed_folder
 
 
 @pytest.fixture()
@@ -120,7 +120,7 @@ def test_starting_point_without_building_names_the_seed_and_builds_nothing(cache
 
 
 def test_the_safety_sft_ignores_the_experiments_data_and_preview_settings_its_seed_key_does_not_record(tmp_path):
-    from lat.workflows.seed import sft_config, seed_identity
+    from lat.workflows.seed import seed_identity, sft_config
 
     plain = load_config(["experiment=smoke"])
     busy = load_config(["experiment=smoke", "data.packing=true", "data.safety_mix=0.5", "data.group_by_length=false",
@@ -135,8 +135,8 @@ def test_seed_sft_on_a_bf16_base_merges_fp32_adapters_into_the_models_dtype(tmp_
     import torch
     from safetensors.torch import load_file
 
-    from lat.workflows.seed import seed_identity, sft_config
     from lat.models.loading import load_model_and_tokenizer
+    from lat.workflows.seed import seed_identity, sft_config
 
     plain = load_config(["experiment=smoke"])
     fast = load_config(["experiment=smoke", "align.dtype=bfloat16", "align.attn_implementation=eager"])
@@ -155,8 +155,8 @@ def test_merging_adds_the_fp32_adapter_product_to_the_base_in_the_models_dtype()
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
-    from lat.workflows.seed import merge_into_base
     from lat.models.loading import load_model_and_tokenizer
+    from lat.workflows.seed import merge_into_base
 
     cfg = load_config(["experiment=smoke"])  # model.dtype float32
     name = "model.layers.0.self_attn.q_proj.weight"

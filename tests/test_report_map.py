@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from lat.cli import main
+from lat.config.sweep import expand, read_sweep
 from lat.reporting.map import map_markdown, write_map
 from lat.reporting.runs import find_runs, group_runs, intervals_markdown
-from lat.config.sweep import expand, read_sweep
 from lat.workflows.sweep import plan
 from tests.test_report_runs import _run, _samples
 
@@ -120,9 +120,9 @@ def test_map_points_generate_in_fp32_though_the_quickstart_generates_in_bf16(tmp
 
 @pytest.mark.parametrize("sweep", ["map", "preview_length", "prefix_type"])
 def test_measured_sweeps_keep_the_seed_they_were_measured_on(sweep, monkeypatch):
-    from lat.workflows.seed import seed_folder
     from lat.config import load_config
     from lat.core import precision
+    from lat.workflows.seed import seed_folder
     from lat.workflows.sweep import fixed_overrides
 
     monkeypatch.setattr(precision, "native_bf16", lambda accelerator="auto": True)  # as on this AMX CPU

@@ -11,8 +11,8 @@ import pytest
 
 from lat.cli import main
 from lat.config import load_config
-from lat.core.errors import UserError
 from lat.config.sweep import agent_overrides, command, expand, format_value, point_id, read_sweep
+from lat.core.errors import UserError
 from lat.workflows.sweep import SweepRun, plan
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,8 +22,8 @@ HEADLINE = ("safety/rsr", "safety/jsr@3", "safety/embedding/rsr", "safety/embedd
 def evaluators(model_spec: str | None):
     """(model, tokenizer, {precision: Evaluator}) for the quickstart's evaluation settings."""
     from lat.config import apply_overrides, load_config
-    from lat.workflows.evaluate import load_for_eval
     from lat.workflows.common import build_evaluator as Evaluator
+    from lat.workflows.evaluate import load_for_eval
     from lat.workflows.start import starting_point
 
     cfg = starting_point(load_config(["experiment=quickstart", "train.start_from=seed"]))

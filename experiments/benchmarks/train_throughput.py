@@ -234,10 +234,10 @@ def run_lat(args, cfg, monitor: bool, reference_every_step: bool, pack: bool = F
     import lightning as L
     from torch.utils.data import DataLoader
 
+    from lat.callbacks.divergence import DivergenceMonitor
     from lat.data.chat import collate, collate_packed
     from lat.data.datamodule import longest_first
     from lat.models.module import LookAheadModule
-    from lat.callbacks.divergence import DivergenceMonitor
     from lat.workflows.finetune import build_trainer
 
     model, tok = lora_model(cfg)

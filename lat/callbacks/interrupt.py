@@ -44,7 +44,7 @@ class GracefulStop(L.Callback):
 
     def _restore(self) -> None:
         for s, handler in self._previous.items():
-            signal.signal(s, handler)
+            signal.signal(s, handler)  # type: ignore[arg-type]  # what signal.signal returned: a handler
         self._previous = {}
 
     def on_train_end(self, trainer: L.Trainer, module) -> None:

@@ -19,9 +19,9 @@ import dataclasses
 import difflib
 import functools
 import os
-from pathlib import Path
 from collections.abc import Sequence
-from typing import Any, List
+from pathlib import Path
+from typing import Any, List, cast
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -77,7 +77,7 @@ def _load_yaml(path: Path) -> DictConfig:
         raise UserError(f"{path}: no such config file")
     try:
         cfg = OmegaConf.load(path)  # OmegaConf's loader is a yaml.SafeLoader
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - OmegaConf's YAML errors have many types
         raise UserError(f"{path}: invalid YAML ({_first_line(e)})") from None
     if not isinstance(cfg, DictConfig):
         raise UserError(f"{path}: expected a mapping at the top level")
@@ -106,7 +106,7 @@ def parse_overrides(args: List[str]) -> list[tuple[str, str]]:
 
 def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
     try:
-        return OmegaConf.merge(base, layer)
+        return cast(DictConfig, OmegaConf.merge(base, layer))
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or ""
         msg = getattr(e, "msg", None) or _first_line(e)
@@ -126,8 +126,8 @@ def recorded_config(path: Path) -> Config | None:
     """The config a run folder's ``config.yaml`` records, read through today's schema (settings
     added since take their defaults); None when it no longer fits the schema."""
     try:
-        return OmegaConf.to_object(OmegaConf.merge(_schema(), OmegaConf.load(path)))
-    except Exception:  # a setting since removed or retyped: not comparable
+        return cast(Config, OmegaConf.to_object(OmegaConf.merge(_schema(), OmegaConf.load(path))))
+    except Exception:  # noqa: BLE001 - a setting since removed or retyped: not comparable
         return None
 
 
@@ -135,7 +135,7 @@ def _merge_layers(base: DictConfig, layers: list[tuple[Any, str]]) -> DictConfig
     """Merge ``layers`` into ``base`` in order, in one pass (each merge copies the whole config);
     if that fails, merge them one by one to name the layer at fault."""
     try:
-        return OmegaConf.merge(base, *(layer for layer, _ in layers))
+        return cast(DictConfig, OmegaConf.merge(base, *(layer for layer, _ in layers)))
     except OmegaConfBaseException:
         for layer, source in layers:
             base = _merge(base, layer, source)
@@ -152,7 +152,7 @@ def _experiment_layers(name: str, roots: Sequence[Path]) -> list[tuple[DictConfi
     if base == name:
         raise UserError(f"{path}: defaults.experiment names the experiment itself")
     layers = _experiment_layers(base, roots) if base else []  # an experiment may extend another
-    layers += [(_group_layer(g, str(n), roots), f"{path}: defaults.{g}") for g, n in defaults.items()]
+    layers += [(_group_layer(str(g), str(n), roots), f"{path}: defaults.{g!s}") for g, n in defaults.items()]
     return layers + [(body, str(path))]
 
 
@@ -210,7 +210,7 @@ def load_config(args: List[str] | None = None, roots: Sequence[Path] | None = No
             raise UserError(f"override {item!r}: {_first_line(e)}") from None
     cfg = _merge_layers(_schema(), layers)
     try:
-        return check_ranges(OmegaConf.to_object(cfg))
+        return check_ranges(cast(Config, OmegaConf.to_object(cfg)))
     except OmegaConfBaseException as e:
         raise UserError(f"config: {getattr(e, 'full_key', '')}: {_first_line(e)}") from None
 
@@ -228,7 +228,7 @@ def apply_overrides(cfg: Config, overrides: List[str], source: str = "overrides"
             layers.append((OmegaConf.from_dotlist([item]), f"{source}: {item}"))
         except OmegaConfBaseException as e:
             raise UserError(f"override {item!r}: {_first_line(e)}") from None
-    return check_ranges(OmegaConf.to_object(_merge_layers(OmegaConf.structured(cfg), layers)))
+    return check_ranges(cast(Config, OmegaConf.to_object(_merge_layers(OmegaConf.structured(cfg), layers))))
 
 
 def to_yaml(cfg: Config) -> str:

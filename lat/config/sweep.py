@@ -35,7 +35,7 @@ import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from omegaconf import OmegaConf
 
@@ -138,7 +138,7 @@ def format_value(value: Any) -> str:
 
 def _parses_to(text: str, value: Any) -> bool:
     try:
-        parsed = OmegaConf.to_container(OmegaConf.from_dotlist([f"k={text}"]))["k"]
+        parsed = cast(dict, OmegaConf.to_container(OmegaConf.from_dotlist([f"k={text}"])))["k"]
     except Exception:  # noqa: BLE001 - any parse failure means "not this form"
         return False
     return parsed == value and type(parsed) is type(value)

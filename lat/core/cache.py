@@ -22,7 +22,7 @@ from lat.core.fileio import write_json
 try:  # POSIX only; elsewhere builds are simply not serialised.
     import fcntl
 except ImportError:  # pragma: no cover
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 MARKER = "lat_complete.json"
 

@@ -11,7 +11,6 @@ during the seed's safety SFT on the same hardware (:func:`resolve_weight_dtype`)
 
 from __future__ import annotations
 
-from lat.core.errors import UserError
 from lat.core.registry import unknown_name
 
 AUTOCAST = {"32-true": None, "64-true": None, "bf16-true": None, "16-true": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}

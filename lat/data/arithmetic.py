@@ -17,9 +17,9 @@ import re
 from pathlib import Path
 from typing import Callable, Iterable
 
-from lat.data.records import write_records
 from lat.core.errors import UserError
 from lat.core.registry import unknown_name
+from lat.data.records import write_records
 
 # Operand ranges scale with difficulty; "easy" keeps numbers small enough that a tiny model can
 # learn the task visibly in a few hundred steps.
@@ -172,7 +172,8 @@ def generate(n: int, seed: int, difficulty: str = "easy", exclude: Iterable[str]
     if difficulty not in SCALES:
         raise unknown_name("", "arithmetic difficulty", difficulty, sorted(SCALES))
     rng, scale = random.Random(seed), SCALES[difficulty]
-    names, seen, out, misses = sorted(TEMPLATES), set(exclude), [], 0
+    names, seen, misses = sorted(TEMPLATES), set(exclude), 0
+    out: list[dict] = []
     while len(out) < n:
         question, lines, result = TEMPLATES[rng.choice(names)](rng, scale)
         if question in seen:  # duplicates would leak between splits and overweight easy cases

@@ -14,8 +14,8 @@ from typing import Sequence
 
 import torch
 
-from lat.data.tasks import Example
 from lat.core.errors import UserError
+from lat.data.tasks import Example
 
 IGNORE_INDEX = -100
 

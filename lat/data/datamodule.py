@@ -12,12 +12,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lat.config import Config, PreviewConfig, ProbeConfig
+from lat.core.errors import UserError
+from lat.core.registry import unknown_name
 from lat.data.chat import Encoded, collate, collate_packed, encode
 from lat.data.preview import adaptive_lengths
 from lat.data.records import read_records
 from lat.data.tasks import Example, build_examples, examples_from_config, get_task, resolve_fields, task_system
-from lat.core.errors import UserError
-from lat.core.registry import unknown_name
 
 
 class EncodedDataset(Dataset):
@@ -265,7 +265,7 @@ class LookAheadDataModule(L.LightningDataModule):
         answers = self.answer_fn(prompts, probe.max_new_tokens)
         return [dataclasses.replace(ex, answer=a, meta={"index": i, "source": recs.source}) for i, (ex, a) in enumerate(zip(prompts, answers)) if a.strip()]
 
-    def _loader(self, ds: EncodedDataset, batch_size: int, sampler: Sampler | None = None, collate_fn=None) -> DataLoader:
+    def _loader(self, ds: EncodedDataset, batch_size: int, sampler: Sampler | Sequence[int] | None = None, collate_fn=None) -> DataLoader:
         return DataLoader(
             ds,
             batch_size=batch_size,

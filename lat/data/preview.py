@@ -19,7 +19,6 @@ converted back with ``tokenizer.convert_tokens_to_string`` (no special tokens ad
 from __future__ import annotations
 
 import dataclasses
-
 import re
 import zlib
 from dataclasses import dataclass
@@ -144,7 +143,7 @@ class _ByteLevelHeads:
         """
         if self._added is not None and self._added.search(text):
             return None
-        ascii_end = len(text) if text.isascii() else _NON_ASCII.search(text).start()
+        ascii_end = len(text) if text.isascii() else _NON_ASCII.search(text).start()  # type: ignore[union-attr]  # not ASCII: a match exists
         need = m
         for match in _GPT2_ASCII_SPLIT.finditer(text, 0, ascii_end):
             if match.end() == ascii_end < len(text):
@@ -320,7 +319,7 @@ def adaptive_lengths(losses: Sequence[Sequence[float]], budget: int, m_min: int,
         (tau = inf).
     """
     # m_i(tau) = number of leading positions whose running minimum loss is >= tau
-    prefix_min = [np.minimum.accumulate(np.asarray(l, dtype=np.float64)) if len(l) else np.zeros(0) for l in losses]
+    prefix_min = [np.minimum.accumulate(np.asarray(row, dtype=np.float64)) if len(row) else np.zeros(0) for row in losses]
 
     def lengths(tau: float) -> list[int]:
         return [int(min(max(int((pm >= tau).sum()), m_min), m_max)) for pm in prefix_min]

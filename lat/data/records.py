@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lat.core.errors import UserError, where
-from lat.core.registry import unknown_name
 from lat.core.fileio import atomic_write
+from lat.core.registry import unknown_name
 
 HF_PREFIX = "hf:"
 PKG_PREFIX = "pkg:"
@@ -59,11 +59,11 @@ class RecordSet:
             raise UserError(f"{where(self.source, self.locations[i], field)}: empty")
         return value
 
-    def select(self, idx) -> "RecordSet":
+    def select(self, idx) -> RecordSet:
         """The records at indices ``idx`` (locations kept for messages)."""
         return RecordSet(self.source, [self.records[i] for i in idx], [self.locations[i] for i in idx])
 
-    def head(self, n: int | None) -> "RecordSet":
+    def head(self, n: int | None) -> RecordSet:
         """The first ``n`` records (all when ``n`` is None)."""
         return self if n is None else self.select(range(min(n, len(self.records))))
 
@@ -130,7 +130,7 @@ def _read_hf(spec: str) -> RecordSet:
             ds = ds[split or "train"] if isinstance(ds, datasets.DatasetDict) else ds
         else:
             ds = datasets.load_dataset(name, config or None, split=split or "train")
-    except Exception as e:  # network, missing dataset, bad split: all user-facing
+    except Exception as e:  # noqa: BLE001 - any parse failure is reported as the user's file
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{spec}: cannot load Hugging Face dataset ({first})") from None
     records = [dict(r) for r in ds]

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from lat.data.metrics import hash_answer, rouge_scores
 from lat.data.records import RecordSet
 from lat.data.tasks import Example, Task
-from lat.data.metrics import hash_answer, rouge_scores
 
 TEMPLATE = (
     "Below is an instruction that describes a task, along with a reference answer. "

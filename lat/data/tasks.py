@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from lat.config import DataConfig, PreviewConfig
-from lat.data.preview import Previewed, apply_preview
-from lat.data.records import RecordSet
 from lat.core.errors import UserError
 from lat.core.registry import Registry
+from lat.data.preview import Previewed, apply_preview
+from lat.data.records import RecordSet
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from lat.config import EvalConfig, PreviewConfig
+from lat.data.metrics import TASK_METRICS
 from lat.data.records import RecordSet, read_records
 from lat.data.tasks import Example, build_examples, get_task
 from lat.evaluation.generate import Generation, GenerationSettings, generate, prefix_ids, prompt_ids
-from lat.data.metrics import TASK_METRICS
 
 
 @dataclass(frozen=True)
@@ -128,9 +128,9 @@ def evaluate_safety(model, tokenizer, items: Sequence[HarmfulItem], judge, cfg: 
     gens = generate(model, tokenizer, [prompt_ids(tokenizer, ex) for ex in examples], settings)
     rows = _judge_and_record(judges, items, [""] * len(items), gens, "rsr")
     metrics = _summary("rsr", rows, extra)
-    attackable = [(it, ex) for it, ex in zip(items, examples) if it.response]
+    attackable = [(it, ex) for it, ex in zip(items, examples) if it.response is not None and it.response]
     for k in cfg.jsr_k:
-        pre = [prefix_ids(tokenizer, it.response, k) for it, _ in attackable]
+        pre = [prefix_ids(tokenizer, str(it.response), k) for it, _ in attackable]
         prompts = [prompt_ids(tokenizer, ex, p) for (_, ex), p in zip(attackable, pre)]
         gens = generate(model, tokenizer, prompts, settings)
         texts = [tokenizer.decode(p, skip_special_tokens=True) for p in pre]

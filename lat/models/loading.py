@@ -26,8 +26,8 @@ from torch import nn
 
 from lat.config import Config, LoraConfig, ModelConfig
 from lat.core.errors import UserError
-from lat.core.registry import Registry, unknown_name
 from lat.core.precision import WEIGHT_DTYPES
+from lat.core.registry import Registry, unknown_name
 
 DTYPES = {name: getattr(torch, name) for name in WEIGHT_DTYPES}
 
@@ -63,7 +63,7 @@ def _pretrained(path: str, cfg: ModelConfig):
         )
     except UserError:
         raise
-    except Exception as e:  # missing folder, hub unreachable, unsupported architecture
+    except Exception as e:  # noqa: BLE001 - missing folder, hub unreachable, unsupported architecture
         raise UserError(f"model.name_or_path={path!r}: cannot load ({_first_line(e)})") from None
     return model, tok
 
@@ -123,7 +123,7 @@ def merge_start_adapter(model: nn.Module, adapter_path: str) -> nn.Module:
 
     try:
         return PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - peft raises many types for a bad adapter
         raise UserError(f"model.adapter_path={adapter_path!r}: cannot load adapter ({_first_line(e)})") from None
 
 

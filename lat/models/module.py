@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from lat.config import TrainConfig
+from lat.core.errors import RunStopped
 from lat.data.chat import IGNORE_INDEX
-from lat.core.errors import RunStopped, UserError
-from lat.models.divergence import position_sums, select_positions, shift_targets, token_divergence
 from lat.models.choices import LOSSES, SCHEDULES
+from lat.models.divergence import position_sums, select_positions, shift_targets, token_divergence
 from lat.models.losses import masked_ce  # noqa: F401 - masked_ce re-exported
 
 

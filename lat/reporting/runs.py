@@ -17,15 +17,15 @@ import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 from omegaconf import OmegaConf
 
-from lat.data.preview import strategy_params
 from lat.core.errors import UserError
 from lat.core.fileio import write_json, write_text
-from lat.reporting.tables import HEADLINE, final_divergence, save_png, write_csv
+from lat.data.preview import strategy_params
 from lat.reporting.stats import Difference, paired_bootstrap, wilson_interval
+from lat.reporting.tables import HEADLINE, final_divergence, save_png, write_csv
 
 IGNORED_KEYS = ("run.name", "run.root", "run.resume", "run.seed", "experiment", "train.keep_checkpoint")
 TRAINING_SECTIONS = ("preview.", "train.", "lora.", "data.", "align.")
@@ -106,7 +106,7 @@ def flatten(d: dict, prefix: str = "") -> dict:
 def load_run(path: Path) -> Run:
     """Read a run folder (``config.yaml``, ``metrics.json``, ``divergence.csv``)."""
     try:
-        nested = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"))
+        nested = cast(dict, OmegaConf.to_container(OmegaConf.load(path / "config.yaml")))
         raw = json.loads((path / "metrics.json").read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: cannot read run ({e})") from None
@@ -270,7 +270,8 @@ def baseline_group(groups: Sequence[Group], of: Group | None = None) -> Group | 
     settings outside the preview as ``of`` (same learning rate, epochs, ...), else the first."""
     vanilla = [g for g in groups if g.trained and paper_method(g.runs[0]) == "Vanilla FT"]
     same = [g for g in vanilla if of is not None and cell(g) == cell(of)]
-    return (same or vanilla or [None])[0]
+    found = same or vanilla
+    return found[0] if found else None
 
 
 def difference(group: Group, base: Group, key: str) -> Difference | None:
@@ -322,8 +323,7 @@ def intervals_markdown(groups: Sequence[Group], rates: Sequence[str]) -> list[st
              "Wilson score interval, outcomes pooled over the setting's runs (%).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join([g.label] + [_ci(g.interval(m)) for m in rates]) + " |" for g in groups]
-    pairs = [(g, baseline_group(groups, g)) for g in groups]
-    pairs = [(g, base) for g, base in pairs if base is not None and g is not base]
+    pairs = [(g, base) for g in groups if (base := baseline_group(groups, g)) is not None and g is not base]
     if not pairs:
         return lines
     head = ["setting", "against", *rates]
@@ -380,11 +380,11 @@ def plot_pareto(groups: Sequence[Group], util: str, path: Path) -> Path | None:
     if not pts:
         return None
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    xy = [(100 * u[0], 100 * s[0]) for _, u, s in pts]
+    xy = [(100 * float(u[0] or 0), 100 * float(s[0] or 0)) for _, u, s in pts]  # None filtered out above
     for (g, u, s), (x, y) in zip(pts, xy):
         ax.errorbar(x, y, xerr=100 * (u[1] or 0), yerr=100 * (s[1] or 0), fmt="o", ms=5, capsize=2)
         ax.annotate(g.label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    front = sorted((xy[i] for i in pareto_front(xy)))
+    front = sorted(xy[i] for i in pareto_front(xy))
     ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
     ax.set_xlabel(f"{util} (%)")
     ax.set_ylabel("RSR (%)")

@@ -44,7 +44,7 @@ def git_commit() -> str | None:
 
 def environment() -> dict:
     """Versions and commit that a result depends on."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in LIBRARIES:
         try:
             versions[name] = importlib.metadata.version(name)

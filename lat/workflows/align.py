@@ -8,8 +8,8 @@ from pathlib import Path
 from lat.config import Config, apply_overrides
 from lat.core.fileio import write_json
 from lat.models.loading import load_for_eval
-from lat.workflows.common import build_evaluator
 from lat.workflows.check import check_config
+from lat.workflows.common import build_evaluator
 from lat.workflows.seed import build_seed
 
 

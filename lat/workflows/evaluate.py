@@ -54,8 +54,8 @@ def format_comparison(columns: dict[str, dict]) -> str:
 def evaluation_key(cfg: Config, ev: Evaluator) -> list | None:
     """What an evaluation by ``ev`` depends on, when the model is a folder lat built (an aligned
     seed, a converted model: its completion marker identifies it); None otherwise."""
-    from lat.core.cache import MARKER
     from lat.config import to_dict
+    from lat.core.cache import MARKER
 
     marker = Path(cfg.model.name_or_path) / MARKER
     if cfg.model.adapter_path or not marker.is_file():

@@ -16,13 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-from lat.workflows.check import check_config, check_methods
-from lat.workflows.seed import seed_config
 from lat.config import Config, apply_overrides, to_yaml
 from lat.core.errors import UserError
 from lat.core.fileio import write_text
 from lat.reporting.tables import plot_kl, plot_safety_utility, results_table, write_tables
 from lat.runs.folder import run_name
+from lat.workflows.check import check_config, check_methods
+from lat.workflows.seed import seed_config
 
 DONE = "DONE"
 
@@ -55,7 +55,7 @@ def fine_tune(cfg: Config) -> None:
     from lat.runs.folder import finished
     from lat.workflows.train import train
 
-    if not finished(Path(cfg.run.root) / cfg.run.name):
+    if not finished(Path(cfg.run.root) / str(cfg.run.name)):  # method_config names every method's run
         train(cfg)
 
 

@@ -24,19 +24,20 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
-from lat.config import Config, redact, secrets, to_dict
-from lat.core.errors import RunStopped, UserError
-from lat.data.datamodule import LookAheadDataModule
-from lat.models.loading import load_model_and_tokenizer, parameter_counts, prepare_for_training
-from lat.callbacks.interrupt import GracefulStop
-from lat.models.module import LookAheadModule
 from lat.callbacks.alarm import DriftAlarm
 from lat.callbacks.divergence import DivergenceMonitor, shared_reference_cache
-from lat.callbacks.packing import PackingCheck
-from lat.models.packing import check_kernel
-from lat.core.precision import autocast_dtype, resolve_precision
-from lat.runs.folder import environment, finished, record_eval, run_folder, run_name, update_metrics
 from lat.callbacks.evaluation import SafetyEvalCallback, UtilityEvalCallback
+from lat.callbacks.interrupt import GracefulStop
+from lat.callbacks.packing import PackingCheck
+from lat.config import Config, redact, secrets, to_dict
+from lat.core.errors import RunStopped, UserError
+from lat.core.precision import autocast_dtype, resolve_precision
+from lat.core.registry import unknown_name
+from lat.data.datamodule import LookAheadDataModule
+from lat.models.loading import load_model_and_tokenizer, parameter_counts, prepare_for_training
+from lat.models.module import LookAheadModule
+from lat.models.packing import check_kernel
+from lat.runs.folder import environment, finished, record_eval, run_folder, run_name, update_metrics
 from lat.workflows.common import build_evaluator
 
 

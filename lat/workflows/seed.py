@@ -23,15 +23,13 @@ import hashlib
 import json
 from pathlib import Path
 
-from lat.core.cache import cached_json, ensure_folder
 from lat.config import Config, DataConfig, LoraConfig, ModelConfig, PreviewConfig, TrainConfig, apply_overrides
+from lat.core.cache import cache_root, cached_json, ensure_folder
+from lat.core.precision import autocast_dtype, resolve_precision, resolve_weight_dtype
 from lat.data.records import read_records, resolve_path, write_records
 from lat.data.tasks import Example
 from lat.evaluation.generate import GenerationSettings, answer
-from lat.core.fileio import write_json
-from lat.core.cache import cache_root
 from lat.models.loading import load_for_eval
-from lat.core.precision import autocast_dtype, resolve_precision, resolve_weight_dtype
 from lat.workflows.finetune import fine_tune
 
 

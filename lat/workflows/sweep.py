@@ -13,6 +13,7 @@ are recorded as ``same as`` it.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import json
 import os
 import subprocess
@@ -23,14 +24,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from lat.config import Config, load_config, parse_overrides, to_dict
-from lat.data.preview import strategy_params, validate
+from lat.config import Config, find_config, load_config, parse_overrides, to_dict
+from lat.config.sweep import LAT_KEYS, Sweep, command, expand, overrides, point_id, read_sweep
 from lat.core.errors import UserError
 from lat.core.fileio import write_json, write_text
-from lat.runs.folder import finished
-from lat.config.sweep import LAT_KEYS, Sweep, command, expand, overrides, point_id, read_sweep
-from lat.config import find_config
+from lat.data.preview import strategy_params, validate
 from lat.reporting.notebook import runs_root
+from lat.runs.folder import finished
 
 STATE = "sweep.json"
 SUMMARY = "sweep.md"
@@ -92,7 +92,8 @@ def plan(sweep: Sweep, extra: list[str], count: int | None = None) -> tuple[list
     """
     base_args = fixed_overrides(sweep) + list(extra)
     base = load_config(base_args)
-    points, seen = [], {}
+    points: list = []
+    seen: dict = {}
     for i, values in enumerate(expand(sweep, count)):
         try:
             cfg = load_config(base_args + overrides(values))
@@ -141,17 +142,18 @@ class SweepRun:
                 p.status, p.returncode, p.seconds, p.metrics = "done", 0, old[p.id].get("seconds"), old[p.id].get("metrics", {})
 
         base_args = fixed_overrides(self.sweep) + self.extra
-        renamed = {}
+        renamed: dict[str | None, str] = {}
         for p in self.points:
             if p.status in ("done", "same"):
                 continue
-            found = finished_elsewhere(self.folder, p.id, lambda p=p: load_config(base_args + overrides(p.values)), old)
+            found = finished_elsewhere(self.folder, p.id, functools.partial(_point_config, base_args, p.values), old)
             if found is not None:
                 if found.name != p.id:
                     renamed[p.id] = found.name
                 p.id, p.status, p.returncode, p.metrics = found.name, "done", 0, headline_metrics(found)
         for p in self.points:
-            p.same_as = renamed.get(p.same_as, p.same_as)
+            if p.same_as in renamed:
+                p.same_as = renamed[p.same_as]
 
     def save(self) -> None:
         """Write ``sweep.json`` and ``sweep.md`` atomically."""
@@ -316,3 +318,8 @@ def sweep_file(spec: str | Path) -> Sweep:
     if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1 and not path.exists():
         path = find_config("sweep", str(spec))
     return read_sweep(path)
+
+
+def _point_config(base_args: list[str], values: dict) -> Config:
+    """The config of a sweep point with ``values`` over ``base_args``."""
+    return load_config(base_args + overrides(values))

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from lat.config import PreviewConfig
+from lat.core.errors import UserError
 from lat.data.chat import IGNORE_INDEX, collate, encode, render, render_prompt
 from lat.data.preview import STRATEGIES
 from lat.data.records import read_records
 from lat.data.tasks import TASKS, Example, build_examples, get_task
-from lat.core.errors import UserError
 
 # A Llama-2-chat style template (system folded into the first user turn, content stripped),
 # written on the tiny tokenizer's special tokens.

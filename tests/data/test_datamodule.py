@@ -7,9 +7,9 @@ import json
 import pytest
 
 from lat.config import ProbeConfig, load_config
+from lat.core.errors import UserError
 from lat.data.chat import IGNORE_INDEX
 from lat.data.datamodule import EpochSampler, LookAheadDataModule, resume_position
-from lat.core.errors import UserError
 
 
 def _records(tmp_path, n=40):

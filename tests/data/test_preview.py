@@ -7,6 +7,7 @@ import json
 import pytest
 
 from lat.config import PreviewConfig
+from lat.core.errors import UserError
 from lat.data.preview import (
     STRATEGIES,
     _ByteLevelHeads,
@@ -16,7 +17,6 @@ from lat.data.preview import (
     preview_records,
     reference_prefix,
 )
-from lat.core.errors import UserError
 
 C = " The answer begins with: "
 P = "Let's solve this problem. "

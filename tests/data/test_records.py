@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from lat.data.records import read_records, write_records
 from lat.core.errors import UserError
+from lat.data.records import read_records, write_records
 
 
 def _write(path, text):

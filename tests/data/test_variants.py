@@ -8,11 +8,11 @@ import copy
 import pytest
 
 from lat.config import PreviewConfig
+from lat.core.errors import UserError
 from lat.data.chat import IGNORE_INDEX, encode
 from lat.data.preview import answer_prefixes, apply_preview
 from lat.data.records import RecordSet
 from lat.data.tasks import build_examples, get_task
-from lat.core.errors import UserError
 
 ANSWERS = [
     "Natalia sold 48 / 2 = 24 clips in May.\nAltogether she sold 48 + 24 = 72 clips.\n#### 72",

@@ -10,8 +10,8 @@ import pytest
 from lat.config import EvalConfig, ModelConfig
 from lat.data.records import RecordSet
 from lat.evaluation.benchmarks import HarmfulItem, evaluate_safety, evaluate_utility, load_harmful
-from lat.runs.folder import record_eval
 from lat.models.loading import load_model_and_tokenizer
+from lat.runs.folder import record_eval
 
 
 @dataclass(frozen=True)

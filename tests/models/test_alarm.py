@@ -7,8 +7,8 @@ import types
 
 import pytest
 
-from lat.config import load_config
 from lat.callbacks.alarm import DriftAlarm, early_kl
+from lat.config import load_config
 
 
 def _fake(curves_by_step: dict[int, list]):

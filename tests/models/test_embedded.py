@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lat.core.errors import UserError
 from lat.core.cache import cache_root
+from lat.core.errors import UserError
 from lat.models import embedded
 
 FAKE_GGUF = b"GGUF not really a model" * 100

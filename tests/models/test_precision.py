@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from lat.config import ModelConfig
-from lat.data.tasks import Example
-from lat.core.errors import UserError
-from lat.evaluation.generate import GenerationSettings, generate, prompt_ids
 from lat.core import precision
+from lat.core.errors import UserError
+from lat.data.tasks import Example
+from lat.evaluation.generate import GenerationSettings, generate, prompt_ids
 from lat.models.loading import load_model_and_tokenizer
 
 
@@ -58,8 +58,8 @@ def test_generation_runs_under_the_requested_autocast():
 
 
 def test_seed_identity_records_the_resolved_precisions(monkeypatch):
-    from lat.workflows.seed import seed_folder, seed_identity
     from lat.config import apply_overrides, load_config
+    from lat.workflows.seed import seed_folder, seed_identity
 
     cfg = load_config(["experiment=smoke"])
     assert not {"precision", "answer_precision"} & set(seed_identity(cfg)["align"])  # fp32 seeds keep their earlier key

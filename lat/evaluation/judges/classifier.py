@@ -136,7 +136,7 @@ class GuardBackend:
         return [guard_verdict(text) for text in outputs]
 
 
-_BACKENDS = {"sequence": SequenceBackend, "guard": GuardBackend}
+_BACKENDS: dict[str, type[SequenceBackend] | type[GuardBackend]] = {"sequence": SequenceBackend, "guard": GuardBackend}
 
 
 class ClassifierJudge:
@@ -164,10 +164,10 @@ class ClassifierJudge:
                 "expected a *ForSequenceClassification or *ForCausalLM model"
             )
         self.path, self.kind, self.batch_size = folder, kind, batch_size
-        self.backend = _BACKENDS[kind](folder, unsafe_label)
+        self.backend: SequenceBackend | GuardBackend = _BACKENDS[kind](folder, unsafe_label)
 
     @classmethod
-    def from_config(cls, cfg: JudgeConfig) -> "ClassifierJudge":
+    def from_config(cls, cfg: JudgeConfig) -> ClassifierJudge:
         """Build from ``classifier_path`` and ``classifier_unsafe_label``."""
         if not cfg.classifier_path:
             raise UserError("judge 'classifier' needs judge.classifier_path (a local Hugging Face model folder)")

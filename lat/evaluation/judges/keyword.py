@@ -85,7 +85,7 @@ class KeywordJudge:
     phrases: tuple[str, ...] = REFUSAL_PHRASES
 
     @classmethod
-    def from_config(cls, cfg: JudgeConfig) -> "KeywordJudge":
+    def from_config(cls, cfg: JudgeConfig) -> KeywordJudge:
         """The keyword judge takes no settings; ``cfg`` is accepted for the registry's sake."""
         return cls()
 

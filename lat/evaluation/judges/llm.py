@@ -28,15 +28,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lat.config import JudgeConfig
+from lat.core.cache import cache_root
 from lat.core.errors import UserError
 from lat.evaluation.judges.base import SAFE, UNJUDGED, UNSAFE, Judgment, check_pairs, judge_nonempty, one_line
 from lat.evaluation.judges.rubric import judge_prompt
-from lat.core.cache import cache_root
 
 try:  # POSIX only; elsewhere appends from several processes are simply not serialised.
     import fcntl
 except ImportError:  # pragma: no cover
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 BASE_DELAY_S = 1.0
 """Seconds before the second attempt; doubled before each further one (tests patch this)."""
@@ -206,7 +206,7 @@ class LLMJudge:
         self._key = _Secret(key)
 
     @classmethod
-    def from_config(cls, cfg: JudgeConfig) -> "LLMJudge":
+    def from_config(cls, cfg: JudgeConfig) -> LLMJudge:
         """Build from the ``llm_*`` fields of ``cfg``."""
         return cls(
             cfg.llm_base_url, cfg.llm_model, cfg.llm_api_key_env, cfg.llm_timeout_s, cfg.llm_retries, cfg.llm_cache
