@@ -30,6 +30,7 @@ from lat.callbacks.evaluation import SafetyEvalCallback, UtilityEvalCallback
 from lat.callbacks.interrupt import GracefulStop
 from lat.callbacks.packing import PackingCheck
 from lat.config import Config, redact, secrets, to_dict
+from lat.config.identity import reference_identity, starting_model_key
 from lat.core.errors import RunStopped, UserError
 from lat.core.precision import autocast_dtype, resolve_precision
 from lat.core.registry import unknown_name
@@ -248,24 +249,6 @@ def forget_after(run_dir: Path, step: int) -> None:
         rows = [line for line in samples.read_text(encoding="utf-8").splitlines() if line.strip()]
         with atomic_write(samples) as f:
             f.writelines(line + "\n" for line in rows if (json.loads(line).get("step") or 0) <= step)
-
-
-def starting_model_key(cfg: Config) -> list:
-    """What identifies the starting model in cache keys: path, start adapter, dtype, and the seed
-    of a randomly initialised model."""
-    return [cfg.model.name_or_path, cfg.model.adapter_path, cfg.model.dtype, cfg.run.seed if cfg.model.name_or_path == "tiny" else None]
-
-
-def reference_identity(cfg: Config) -> str:
-    """What the reference model's probe logits depend on besides the batch: the whole model
-    section (path, adapter, dtype, kernel, ...), how the reference is made (adapters disabled or a
-    frozen copy), precision, compilation and device settings, and the seed of a random model."""
-    import json
-    from dataclasses import asdict
-
-    t = cfg.train
-    return json.dumps([starting_model_key(cfg), asdict(cfg.model), cfg.lora.enabled, t.precision, t.compile, t.accelerator, t.devices,
-                       t.num_nodes, t.strategy], sort_keys=True, default=str)
 
 
 def seed_answer_fn(cfg: Config, model, tokenizer):

@@ -223,7 +223,7 @@ def test_reference_cache_budget_and_batch_identity():
 
 def test_runs_from_the_same_model_share_reference_logits_and_match_recomputing(tmp_path):
     from lat.callbacks.divergence import DivergenceMonitor, shared_reference_cache
-    from lat.workflows.finetune import reference_identity
+    from lat.config.identity import reference_identity
 
     cfg = _cfg(tmp_path)
     shared = shared_reference_cache(reference_identity(cfg), 2**30)
@@ -247,7 +247,7 @@ def test_runs_from_the_same_model_share_reference_logits_and_match_recomputing(t
                                       "model.attn_implementation=eager", "run.seed=7", "train.compile=true"])
 def test_reference_identity_changes_with_what_the_reference_logits_depend_on(tmp_path, override):
     from lat.callbacks.divergence import shared_reference_cache
-    from lat.workflows.finetune import reference_identity
+    from lat.config.identity import reference_identity
 
     cfg = _cfg(tmp_path)
     other = apply_overrides(cfg, [override])
