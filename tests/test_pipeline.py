@@ -120,7 +120,8 @@ def test_starting_point_without_building_names_the_seed_and_builds_nothing(cache
 
 
 def test_the_safety_sft_ignores_the_experiments_data_and_preview_settings_its_seed_key_does_not_record(tmp_path):
-    from lat.workflows.seed import seed_identity, sft_config
+    from lat.config.identity import seed_identity
+    from lat.workflows.seed import sft_config
 
     plain = load_config(["experiment=smoke"])
     busy = load_config(["experiment=smoke", "data.packing=true", "data.safety_mix=0.5", "data.group_by_length=false",
@@ -135,8 +136,9 @@ def test_seed_sft_on_a_bf16_base_merges_fp32_adapters_into_the_models_dtype(tmp_
     import torch
     from safetensors.torch import load_file
 
+    from lat.config.identity import seed_identity
     from lat.models.loading import load_model_and_tokenizer
-    from lat.workflows.seed import seed_identity, sft_config
+    from lat.workflows.seed import sft_config
 
     plain = load_config(["experiment=smoke"])
     fast = load_config(["experiment=smoke", "align.dtype=bfloat16", "align.attn_implementation=eager"])

@@ -1,15 +1,36 @@
-"""Cache identities: what a cached result depends on, as plain JSON-able values of the config.
+"""Cache identities: every key a cached result is stored under, built here from the config.
 
-A change of any value here gives a new key, so a cached result is never reused for settings
-it was not made with; a value added later must keep old keys unchanged where it is unset.
+A key holds every value the cached result depends on, so a result is never reused for settings
+it was not made with. A value added later is left out of the key while it is unset, so results
+cached before it existed keep their keys.
+
+Keys (``$LAT_CACHE/<kind>/...``):
+
+* ``seeds/``: :func:`seed_identity` (the aligned seed's folder, :func:`seed_key`);
+* ``benign_answers/``: :func:`benign_answers_key` (the base's answers the seed SFT trains on);
+* ``probe_answers/``: :func:`probe_answers_key` (the starting model's answers to probe prompts);
+* ``answer_losses/``: :func:`answer_losses_key` (its per-token losses, for adaptive previews);
+* ``evaluations/``: :func:`evaluation_key` (a whole evaluation of a folder lat built);
+* the reference model's probe logits in memory: :func:`reference_identity`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
-from dataclasses import asdict
+from collections.abc import Sequence
+from pathlib import Path
 
+from lat.config.compose import to_dict
 from lat.config.schema import Config
+from lat.core.cache import MARKER
+from lat.core.paths import file_digest
+from lat.core.precision import resolve_precision, resolve_weight_dtype
+
+SEED_RECIPE = 2
+"""Version of how a seed is built from its settings: raised whenever the same settings would
+give different weights, so a seed cached by an earlier recipe is rebuilt, never reused."""
 
 
 def starting_model_key(cfg: Config) -> list:
@@ -23,5 +44,70 @@ def reference_identity(cfg: Config) -> str:
     section (path, adapter, dtype, kernel, ...), how the reference is made (adapters disabled or a
     frozen copy), precision, compilation and device settings, and the seed of a random model."""
     t = cfg.train
-    return json.dumps([starting_model_key(cfg), asdict(cfg.model), cfg.lora.enabled, t.precision, t.compile, t.accelerator, t.devices,
-                       t.num_nodes, t.strategy], sort_keys=True, default=str)
+    return json.dumps([starting_model_key(cfg), dataclasses.asdict(cfg.model), cfg.lora.enabled, t.precision, t.compile, t.accelerator,
+                       t.devices, t.num_nodes, t.strategy], sort_keys=True, default=str)
+
+
+def probe_answers_key(cfg: Config, max_new_tokens: int, prompts: Sequence[tuple], autocast: str | None) -> list:
+    """The starting model's greedy answers to probe prompts ((system, prompt) pairs)."""
+    return [*starting_model_key(cfg), max_new_tokens, list(prompts)] + ([autocast] if autocast else [])
+
+
+def answer_losses_key(cfg: Config, examples: Sequence[tuple]) -> list:
+    """The starting model's per-answer-token losses on (system, prompt, answer) triples."""
+    return [*starting_model_key(cfg), cfg.data.max_length, list(examples)]
+
+
+def sft_dtype(cfg: Config) -> str:
+    """The weight dtype of the base during the seed's safety SFT (``align.dtype``, resolved)."""
+    return resolve_weight_dtype(cfg.align.dtype, cfg.model.dtype)
+
+
+def seed_identity(cfg: Config) -> dict:
+    """What the aligned seed is built from: base model (and start adapter), alignment settings
+    (seed included), data file digests, sequence length. ``run.seed`` is not part of it:
+    fine-tuning runs with different seeds share one aligned seed."""
+    a = cfg.align
+    answers = a.answer_precision and resolve_precision(a.answer_precision, setting="align.answer_precision")
+    a = dataclasses.replace(a, precision=resolve_precision(a.precision, setting="align.precision"), answer_precision=answers,
+                            dtype=sft_dtype(cfg), attn_implementation=a.attn_implementation or cfg.model.attn_implementation)
+    align = dataclasses.asdict(a)
+    if answers is None:  # as align.precision: nothing more to record
+        del align["answer_precision"]
+    for name, unset in (("precision", "32-true"), ("dtype", cfg.model.dtype), ("attn_implementation", None)):
+        if align[name] == unset:
+            del align[name]
+    return {"recipe": SEED_RECIPE, "model": cfg.model.name_or_path, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter_path,
+            "max_length": cfg.data.max_length, "align": align,
+            "data": {"safety": file_digest(a.safety_path), "benign": file_digest(a.benign_path)}}
+
+
+def seed_key(cfg: Config) -> str:
+    """The aligned seed's folder name under ``seeds/``: the base's name and a digest of its identity."""
+    digest = hashlib.sha256(json.dumps(seed_identity(cfg), sort_keys=True).encode()).hexdigest()[:16]
+    return f"{Path(cfg.model.name_or_path).name}-{digest}"
+
+
+def benign_answers_key(cfg: Config, prompts: Sequence[str], autocast: str | None) -> list:
+    """The base model's (and start adapter's) greedy answers to the seed SFT's benign prompts."""
+    key = [cfg.model.name_or_path, cfg.model.dtype, cfg.align.seed, cfg.align.benign_max_new_tokens, list(prompts)] + ([autocast] if autocast else [])
+    if cfg.model.adapter_path:
+        key.append({"adapter": cfg.model.adapter_path})
+    return key
+
+
+def evaluation_key(cfg: Config, items: list, utility_records: list | None, autocast: str | None, code_digest: str) -> list | None:
+    """A whole evaluation of ``model.name_or_path`` when it is a folder lat built (an aligned seed,
+    a converted model: its completion marker identifies it); None otherwise (nothing cached).
+
+    Args:
+        cfg: The config (eval section, task, seed).
+        items: (prompt, category, harmful response) of every harmful item evaluated.
+        utility_records: The utility test records (None without utility evaluation).
+        autocast: The dtype generation runs under.
+        code_digest: Digest of the code and judge data the evaluation runs.
+    """
+    marker = Path(cfg.model.name_or_path) / MARKER
+    if cfg.model.adapter_path or not marker.is_file():
+        return None
+    return [marker.read_text(), to_dict(cfg)["eval"], cfg.data.task, cfg.run.seed, autocast, [items, utility_records], code_digest]

@@ -18,10 +18,10 @@ from typing import Callable, Sequence
 
 from lat.core.errors import UserError, where
 from lat.core.fileio import atomic_write
+from lat.core.paths import resolve_path
 from lat.core.registry import unknown_name
 
 HF_PREFIX = "hf:"
-PKG_PREFIX = "pkg:"
 
 
 @dataclass
@@ -139,15 +139,6 @@ def _read_hf(spec: str) -> RecordSet:
 
 READERS: dict[str, Callable[[Path], RecordSet]] = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv}
 EXTENSIONS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv"}
-
-
-def resolve_path(path: str | Path) -> str | Path:
-    """Resolve ``pkg:RELATIVE`` to a file shipped inside the ``lat`` package; other paths as given."""
-    if str(path).startswith(PKG_PREFIX):
-        from importlib.resources import files
-
-        return Path(str(files("lat").joinpath(str(path)[len(PKG_PREFIX):])))
-    return path
 
 
 def infer_format(path: str | Path) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning as L
 
 from lat.config import Config
+from lat.config.identity import evaluation_key
 from lat.evaluation.evaluator import Evaluator
 from lat.models.loading import load_for_eval
 from lat.runs.folder import record_eval, run_folder
@@ -51,17 +52,10 @@ def format_comparison(columns: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def evaluation_key(cfg: Config, ev: Evaluator) -> list | None:
-    """What an evaluation by ``ev`` depends on, when the model is a folder lat built (an aligned
-    seed, a converted model: its completion marker identifies it); None otherwise."""
-    from lat.config import to_dict
-    from lat.core.cache import MARKER
-
-    marker = Path(cfg.model.name_or_path) / MARKER
-    if cfg.model.adapter_path or not marker.is_file():
-        return None
-    data = [[(i.prompt, i.category, i.response) for i in ev.items], ev.utility_records.records if ev.utility_records is not None else None]
-    return [marker.read_text(), to_dict(cfg)["eval"], cfg.data.task, cfg.run.seed, ev.autocast, data, _evaluation_code_digest()]
+def cache_key(cfg: Config, ev: Evaluator) -> list | None:
+    """The key of an evaluation by ``ev`` (:func:`lat.config.identity.evaluation_key`)."""
+    items = [(i.prompt, i.category, i.response) for i in ev.items]
+    return evaluation_key(cfg, items, ev.utility_records.records if ev.utility_records is not None else None, ev.autocast, _evaluation_code_digest())
 
 
 def _evaluation_code_digest() -> str:
@@ -97,7 +91,7 @@ def evaluate(cfg: Config, progress: bool = True, cache: bool = False) -> EvalRes
 
 def _evaluate(cfg: Config, run_dir: Path, progress: bool, cache: bool) -> EvalResult:
     evaluator = build_evaluator(cfg)
-    key = evaluation_key(cfg, evaluator) if cache else None
+    key = cache_key(cfg, evaluator) if cache else None
 
     def compute() -> dict:
         L.seed_everything(cfg.run.seed, verbose=False)

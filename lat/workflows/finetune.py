@@ -30,7 +30,7 @@ from lat.callbacks.evaluation import SafetyEvalCallback, UtilityEvalCallback
 from lat.callbacks.interrupt import GracefulStop
 from lat.callbacks.packing import PackingCheck
 from lat.config import Config, redact, secrets, to_dict
-from lat.config.identity import reference_identity, starting_model_key
+from lat.config.identity import answer_losses_key, probe_answers_key, reference_identity
 from lat.core.errors import RunStopped, UserError
 from lat.core.precision import autocast_dtype, resolve_precision
 from lat.core.registry import unknown_name
@@ -264,7 +264,7 @@ def seed_answer_fn(cfg: Config, model, tokenizer):
 
     def fn(examples, max_new_tokens):
         cast = autocast_dtype(cfg.train.precision, cfg.train.accelerator)
-        key = [*starting_model_key(cfg), max_new_tokens, [(e.system, e.prompt) for e in examples]] + ([cast] if cast else [])
+        key = probe_answers_key(cfg, max_new_tokens, [(e.system, e.prompt) for e in examples], cast)
         settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=cfg.data.eval_batch_size, autocast=cast)
         return cached_json("probe_answers", key, lambda: answer(model, tokenizer, examples, settings))
 
@@ -280,7 +280,7 @@ def seed_loss_fn(cfg: Config, model, tokenizer):
     from lat.models.scoring import answer_token_losses
 
     def fn(examples):
-        key = [*starting_model_key(cfg), cfg.data.max_length, [(e.system, e.prompt, e.answer) for e in examples]]
+        key = answer_losses_key(cfg, [(e.system, e.prompt, e.answer) for e in examples])
         return cached_json("answer_losses", key, lambda: answer_token_losses(model, tokenizer, examples, cfg.data.max_length, cfg.data.eval_batch_size))
 
     return fn

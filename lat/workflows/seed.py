@@ -19,49 +19,17 @@ missing or truncated folder is rebuilt with a message.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 
 from lat.config import Config, DataConfig, LoraConfig, ModelConfig, PreviewConfig, TrainConfig, apply_overrides
+from lat.config.identity import benign_answers_key, seed_identity, seed_key, sft_dtype
 from lat.core.cache import cache_root, cached_json, ensure_folder
-from lat.core.precision import autocast_dtype, resolve_precision, resolve_weight_dtype
-from lat.data.records import read_records, resolve_path, write_records
+from lat.core.precision import autocast_dtype
+from lat.data.records import read_records, write_records
 from lat.data.tasks import Example
 from lat.evaluation.generate import GenerationSettings, answer
 from lat.models.loading import load_for_eval
 from lat.workflows.finetune import fine_tune
-
-
-def _file_sha(spec: str) -> str:
-    return hashlib.sha256(Path(resolve_path(spec)).read_bytes()).hexdigest()
-
-
-SEED_RECIPE = 2
-"""Version of how a seed is built from its settings; raised when the same settings would give
-different weights (2: data loaders draw from their own generators, which moves the SFT's dropout
-stream), so a cached seed from an earlier recipe is rebuilt, never mixed up with a new one."""
-
-
-def seed_identity(cfg: Config) -> dict:
-    """What the seed is built from: base model, alignment settings (seed included), data file
-    digests, sequence length. ``run.seed`` is not part of it: fine-tuning runs with different
-    seeds share one aligned seed."""
-    a = cfg.align
-    answers = a.answer_precision and resolve_precision(a.answer_precision, setting="align.answer_precision")
-    sft = sft_model(cfg)
-    a = dataclasses.replace(a, precision=resolve_precision(a.precision, setting="align.precision"), answer_precision=answers,
-                            dtype=sft.dtype, attn_implementation=sft.attn_implementation)
-    align = dataclasses.asdict(a)
-    if answers is None:  # as align.precision: nothing more to record
-        del align["answer_precision"]
-    # seeds built before these settings existed keep their key
-    for name, unset in (("precision", "32-true"), ("dtype", cfg.model.dtype), ("attn_implementation", None)):
-        if align[name] == unset:
-            del align[name]
-    return {"recipe": SEED_RECIPE, "model": cfg.model.name_or_path, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter_path,
-            "max_length": cfg.data.max_length, "align": align,
-            "data": {"safety": _file_sha(a.safety_path), "benign": _file_sha(a.benign_path)}}
 
 
 def sft_model(cfg: Config) -> ModelConfig:
@@ -69,23 +37,20 @@ def sft_model(cfg: Config) -> ModelConfig:
     ``align.attn_implementation`` applied; a start adapter (``model.adapter_path``) is merged
     into the base before the SFT, so the seed is aligned from base + adapter, as its key says."""
     a = cfg.align
-    return dataclasses.replace(cfg.model, dtype=resolve_weight_dtype(a.dtype, cfg.model.dtype),
+    return dataclasses.replace(cfg.model, dtype=sft_dtype(cfg),
                                attn_implementation=a.attn_implementation or cfg.model.attn_implementation)
 
 
 def seed_folder(cfg: Config) -> Path:
     """Where the seed for this config is cached."""
-    key = hashlib.sha256(json.dumps(seed_identity(cfg), sort_keys=True).encode()).hexdigest()[:16]
-    return cache_root() / "seeds" / f"{Path(cfg.model.name_or_path).name}-{key}"
+    return cache_root() / "seeds" / seed_key(cfg)
 
 
 def benign_answers(model, tok, prompts: list[str], cfg: Config) -> list[str]:
     """The base model's own greedy answers to benign prompts (cached by model and prompts)."""
     a = cfg.align
     cast = autocast_dtype(a.answer_precision or a.precision, setting="align.answer_precision" if a.answer_precision else "align.precision")
-    key = [cfg.model.name_or_path, cfg.model.dtype, cfg.align.seed, cfg.align.benign_max_new_tokens, prompts] + ([cast] if cast else [])
-    if cfg.model.adapter_path:  # answers of base + start adapter (keys without one are unchanged)
-        key.append({"adapter": cfg.model.adapter_path})
+    key = benign_answers_key(cfg, prompts, cast)
     settings = GenerationSettings(max_new_tokens=cfg.align.benign_max_new_tokens, batch_size=cfg.eval.batch_size, progress=True, autocast=cast)
     return cached_json("benign_answers", key, lambda: answer(model, tok, [Example(p, "") for p in prompts], settings))
 

@@ -59,7 +59,8 @@ def test_generation_runs_under_the_requested_autocast():
 
 def test_seed_identity_records_the_resolved_precisions(monkeypatch):
     from lat.config import apply_overrides, load_config
-    from lat.workflows.seed import seed_folder, seed_identity
+    from lat.config.identity import seed_identity
+    from lat.workflows.seed import seed_folder
 
     cfg = load_config(["experiment=smoke"])
     assert not {"precision", "answer_precision"} & set(seed_identity(cfg)["align"])  # fp32 seeds keep their earlier key
