@@ -22,9 +22,9 @@ from torch.profiler import ProfilerActivity, profile
 
 def build(dropout: float, model_spec: str | None, attn: str | None = None, dtype: str = "float32"):
     from lat.config import apply_overrides, load_config
-    from lat.data.datamodule import LookAheadDataModule
     from lat.models.loading import load_model_and_tokenizer, prepare_for_training
     from lat.models.module import LookAheadModule
+    from lat.workflows.common import build_datamodule
     from lat.workflows.start import starting_point
 
     overrides = ["experiment=quickstart", "train.start_from=seed", f"lora.dropout={dropout}", "data.probes=[]", f"model.dtype={dtype}"]
@@ -35,7 +35,7 @@ def build(dropout: float, model_spec: str | None, attn: str | None = None, dtype
         cfg = apply_overrides(cfg, [f"model.name_or_path={model_spec}"])
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
     prepared = prepare_for_training(model, cfg)
-    dm = LookAheadDataModule(cfg, tok)
+    dm = build_datamodule(cfg, tok)
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
     module = LookAheadModule(prepared.model, cfg.train).train()

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from lat.config import Config, PreviewConfig, ProbeConfig
+from lat.config import DataConfig, PreviewConfig, ProbeConfig
 from lat.core.errors import UserError
 from lat.core.registry import unknown_name
 from lat.data.chat import Encoded, collate, collate_packed, encode
@@ -156,45 +156,56 @@ class LookAheadDataModule(L.LightningDataModule):
       from the reference model is measured where the model is used.
 
     Args:
-        cfg: The run configuration.
+        data: The data section (files, fields, batch sizes, probes, SDFT, safety mixing).
+        preview: The preview strategy applied to training (and validation) examples.
         tokenizer: The model's tokenizer (chat template, and the preview's token counts).
+        seed: The run's seed (hold-out split, batch order, per-example draws).
+        probe_positions: Answer positions the divergence is measured at (``train.divergence_positions``):
+            probe rows stop after that many answer tokens.
         answer_fn: (examples, max_new_tokens) -> the starting model's answers, for probe sets
-            with ``answer_source=model``.
+            with ``answer_source=model`` and for SDFT's rewrites.
+        answer_losses_fn: examples -> the starting model's per-answer-token losses (adaptive previews).
     """
 
     def __init__(
         self,
-        cfg: Config,
+        data: DataConfig,
+        preview: PreviewConfig,
         tokenizer,
+        seed: int = 0,
+        probe_positions: int = 16,
         answer_fn: Callable[[list[Example], int], list[str]] | None = None,
-        loss_fn: Callable[[list[Example]], list[list[float]]] | None = None,
+        answer_losses_fn: Callable[[list[Example]], list[list[float]]] | None = None,
     ):
         super().__init__()
-        self.cfg = cfg
+        self.data = data
+        self.preview = preview
+        self.seed = seed
+        self.probe_positions = probe_positions
         self.tokenizer = tokenizer
         self.answer_fn = answer_fn
-        self.loss_fn = loss_fn
+        self.answer_losses_fn = answer_losses_fn
         self.train_set: EncodedDataset | None = None
         self.val_set: EncodedDataset | None = None
         self.probe_sets: dict[str, EncodedDataset] = {}
         self.stats: dict[str, float] = {}
 
     def _encode(self, examples: list[Example], name: str, max_answer_tokens: int | None = None) -> EncodedDataset:
-        encoded, dropped = encode(self.tokenizer, examples, self.cfg.data.max_length, max_answer_tokens)
+        encoded, dropped = encode(self.tokenizer, examples, self.data.max_length, max_answer_tokens)
         gone = set(dropped)
         kept = [ex for i, ex in enumerate(examples) if i not in gone]
         self.stats[f"{name}/examples"] = len(encoded)
         self.stats[f"{name}/dropped_too_long"] = len(dropped)
         self.stats[f"{name}/answers_truncated"] = sum(e.truncated > 0 for e in encoded)
         if not encoded:
-            raise UserError(f"{name}: no example fits data.max_length={self.cfg.data.max_length}")
+            raise UserError(f"{name}: no example fits data.max_length={self.data.max_length}")
         return EncodedDataset(encoded, kept)
 
     def setup(self, stage: str | None = None) -> None:
         """Read records, hold out validation, apply the preview, tokenize (once)."""
         if self.train_set is not None:
             return
-        data, seed = self.cfg.data, self.cfg.run.seed
+        data, seed = self.data, self.seed
         if not data.train_path:
             raise UserError("data.train_path: not set")
         train = read_records(data.train_path, data.format)
@@ -210,7 +221,7 @@ class LookAheadDataModule(L.LightningDataModule):
             train = self._sdft(train)
         build = functools.partial(self._examples, data=data)
         examples = build(train, name="train")
-        mixed = safety_mix_examples(data, self.cfg.preview, self.tokenizer, len(examples), seed)
+        mixed = safety_mix_examples(data, self.preview, self.tokenizer, len(examples), seed)
         self.stats["train/safety_examples"] = len(mixed)
         self.train_set = self._encode(examples + mixed, "train")
         if val is not None:
@@ -219,17 +230,17 @@ class LookAheadDataModule(L.LightningDataModule):
         for probe in data.probes:
             # Only answer positions 1..T are measured and the model is causal: later tokens
             # cannot change them, so probe rows stop after T answer tokens.
-            self.probe_sets[probe.name] = self._encode(self._probe_examples(probe), f"probe/{probe.name}", self.cfg.train.divergence_positions)
+            self.probe_sets[probe.name] = self._encode(self._probe_examples(probe), f"probe/{probe.name}", self.probe_positions)
 
     def _examples(self, records, data, name: str) -> list[Example]:
         """Records -> previewed chat examples; ``adaptive`` previews first ask the starting model."""
-        preview = self.cfg.preview
+        preview = self.preview
         lengths = None
         if preview.mode == "adaptive":  # the only strategy whose parameters come from a model
-            if self.loss_fn is None:
+            if self.answer_losses_fn is None:
                 raise UserError("preview.mode=adaptive: needs the starting model's losses (use lat train)")
             plain = examples_from_config(records, data, PreviewConfig(mode="vanilla"))
-            lengths, tau = adaptive_lengths(self.loss_fn(plain), preview.m * len(plain), preview.m_min, preview.m_max)
+            lengths, tau = adaptive_lengths(self.answer_losses_fn(plain), preview.m * len(plain), preview.m_min, preview.m_max)
             self.stats[f"{name}/preview_tokens"] = sum(lengths)
             self.stats[f"{name}/adaptive_threshold"] = tau
         return examples_from_config(records, data, preview, self.tokenizer, lengths=lengths)
@@ -238,7 +249,7 @@ class LookAheadDataModule(L.LightningDataModule):
         """The training records with their answers replaced by the starting model's kept rewrites."""
         from lat.data.sdft import replace_field, rewrite_answers
 
-        data = self.cfg.data
+        data = self.data
         if self.answer_fn is None:
             raise UserError("data.sdft: needs the starting model to rewrite answers (use lat train)")
         task = get_task(data.task)
@@ -254,7 +265,7 @@ class LookAheadDataModule(L.LightningDataModule):
             raise unknown_name(f"data.probes[{probe.name}].answer_source", "", probe.answer_source, ["field", "model"])
         recs = read_records(probe.path).head(probe.max_samples)
         task = get_task(probe.task)
-        system = self.cfg.data.system_prompt
+        system = self.data.system_prompt
         if probe.answer_source == "field":
             return build_examples(recs, task, PreviewConfig(mode="vanilla"), None, probe.input_field, probe.output_field, system)
         if self.answer_fn is None:
@@ -271,11 +282,11 @@ class LookAheadDataModule(L.LightningDataModule):
             batch_size=batch_size,
             sampler=sampler,
             shuffle=False,
-            num_workers=self.cfg.data.num_workers,
+            num_workers=self.data.num_workers,
             collate_fn=collate_fn or functools.partial(collate, pad_id=self.pad_id, side="right"),
             # Each iterator draws a worker base seed; from its own generator it leaves the global
             # stream (dropout) untouched, so a resumed run draws what an uninterrupted one draws.
-            generator=torch.Generator().manual_seed(self.cfg.run.seed),
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     @property
@@ -285,8 +296,8 @@ class LookAheadDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
-        d = self.cfg.data
-        sampler = EpochSampler(self.train_set.lengths, d.batch_size, self.cfg.run.seed, group_by_length=d.group_by_length)
+        d = self.data
+        sampler = EpochSampler(self.train_set.lengths, d.batch_size, self.seed, group_by_length=d.group_by_length)
         trainer = self.trainer
         if trainer is not None:
             # Asked when an epoch's iterator is made: Lightning may build the loader before it
@@ -303,7 +314,7 @@ class LookAheadDataModule(L.LightningDataModule):
         return self._loader(self.train_set, d.batch_size, sampler, collate_fn)
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [] if self.val_set is None else [self._loader(self.val_set, self.cfg.data.eval_batch_size)]
+        return [] if self.val_set is None else [self._loader(self.val_set, self.data.eval_batch_size)]
 
     def probe_dataloaders(self) -> dict[str, DataLoader]:
         """One loader per probe set, in the inference format, fixed order.
@@ -312,6 +323,6 @@ class LookAheadDataModule(L.LightningDataModule):
         padding) and the largest batch comes first; the order is the same on every pass.
         """
         return {
-            name: self._loader(ds, self.cfg.data.eval_batch_size, sampler=longest_first(ds.lengths))
+            name: self._loader(ds, self.data.eval_batch_size, sampler=longest_first(ds.lengths))
             for name, ds in self.probe_sets.items()
         }

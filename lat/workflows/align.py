@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
-from lat.config import Config, apply_overrides
+from lat.config import Config
 from lat.core.fileio import write_json
 from lat.models.loading import load_for_eval
 from lat.workflows.check import check_config
@@ -25,7 +26,7 @@ def report_seed(cfg: Config) -> tuple[Path, dict]:
         cached = json.loads(report.read_text())
         if set(cached) == {"base", "seed"}:
             return folder, cached
-    seed = apply_overrides(cfg, [f"model.name_or_path={folder}", "model.adapter_path=null"])
+    seed = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name_or_path=str(folder), adapter_path=None))
     evaluator = build_evaluator(seed)
     out = {}
     for name, model_cfg in (("base", cfg), ("seed", seed)):

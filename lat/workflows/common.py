@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lat.config import Config
 from lat.core.precision import autocast_dtype
+from lat.data.datamodule import LookAheadDataModule
 from lat.evaluation.evaluator import Evaluator
 
 
@@ -14,3 +15,10 @@ def build_evaluator(cfg: Config) -> Evaluator:
     e = cfg.eval
     setting = "eval.precision" if e.precision else "train.precision"
     return Evaluator(e, autocast_dtype(e.precision or cfg.train.precision, cfg.train.accelerator, setting), cfg.data.task)
+
+
+def build_datamodule(cfg: Config, tokenizer, answer_fn=None, answer_losses_fn=None) -> LookAheadDataModule:
+    """The datamodule of a run: its data and preview sections, the run's seed and the positions
+    the divergence is measured at."""
+    return LookAheadDataModule(cfg.data, cfg.preview, tokenizer, seed=cfg.run.seed, probe_positions=cfg.train.divergence_positions,
+                               answer_fn=answer_fn, answer_losses_fn=answer_losses_fn)

@@ -12,6 +12,7 @@ resumes where it stopped (a half-trained method resumes from its last checkpoint
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -45,7 +46,8 @@ def _stage(folder: Path, what: str, fn) -> None:
 def method_config(seed: Config, root: Path, name: str, overrides: list[str]) -> Config:
     """The seed config with a method's overrides, placed in ``root/name`` (resuming if started)."""
     started = (root / name / "config.yaml").exists()
-    return apply_overrides(seed, [*overrides, f"run.root={root}", f"run.name={name}", f"run.resume={str(started).lower()}"], f"method {name}")
+    method = apply_overrides(seed, overrides, f"method {name}")  # the user's dotted overrides
+    return dataclasses.replace(method, run=dataclasses.replace(method.run, root=str(root), name=name, resume=started))
 
 
 def fine_tune(cfg: Config) -> None:

@@ -34,12 +34,11 @@ from lat.config.identity import answer_losses_key, probe_answers_key, reference_
 from lat.core.errors import RunStopped, UserError
 from lat.core.precision import autocast_dtype, resolve_precision
 from lat.core.registry import unknown_name
-from lat.data.datamodule import LookAheadDataModule
 from lat.models.loading import load_model_and_tokenizer, parameter_counts, prepare_for_training
 from lat.models.module import LookAheadModule
 from lat.models.packing import check_kernel
 from lat.runs.folder import environment, finished, record_eval, run_folder, run_name, update_metrics
-from lat.workflows.common import build_evaluator
+from lat.workflows.common import build_datamodule, build_evaluator
 
 
 def _devices(value: str):
@@ -180,7 +179,7 @@ def _train(cfg: Config, run_dir: Path) -> TrainResult:
         check_kernel(cfg.model.attn_implementation)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
     prepared = prepare_for_training(model, cfg)
-    dm = LookAheadDataModule(cfg, tok, answer_fn=seed_answer_fn(cfg, prepared.model, tok), loss_fn=seed_loss_fn(cfg, prepared.model, tok))
+    dm = build_datamodule(cfg, tok, answer_fn=seed_answer_fn(cfg, prepared.model, tok), answer_losses_fn=seed_answer_losses_fn(cfg, prepared.model, tok))
     dm.setup("fit")
     module = LookAheadModule(prepared.model, cfg.train, prepared.frozen_reference)
     monitor = DivergenceMonitor(
@@ -271,7 +270,7 @@ def seed_answer_fn(cfg: Config, model, tokenizer):
     return fn
 
 
-def seed_loss_fn(cfg: Config, model, tokenizer):
+def seed_answer_losses_fn(cfg: Config, model, tokenizer):
     """examples -> the starting model's per-answer-token losses, cached on disk (adaptive previews).
 
     Like :func:`seed_answer_fn` it runs before the first step, when the model is still the seed.

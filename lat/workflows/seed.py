@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from lat.config import Config, DataConfig, LoraConfig, ModelConfig, PreviewConfig, TrainConfig, apply_overrides
+from lat.config import Config, DataConfig, LoraConfig, ModelConfig, PreviewConfig, TrainConfig
 from lat.config.identity import benign_answers_key, seed_identity, seed_key, sft_dtype
 from lat.core.cache import cache_root, cached_json, ensure_folder
 from lat.core.precision import autocast_dtype
@@ -79,14 +79,17 @@ def sft_config(cfg: Config, data_path: Path, root: Path) -> Config:
     a = cfg.align
     data = DataConfig(task="instruction", train_path=str(data_path), batch_size=a.batch_size, max_length=cfg.data.max_length,
                       eval_batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers)
-    base = dataclasses.replace(cfg, model=sft_model(cfg), train=TrainConfig(), lora=LoraConfig(), data=data, preview=PreviewConfig(),
-                               run=dataclasses.replace(cfg.run, seed=a.seed))
-    return apply_overrides(base, [
-        "lora.enabled=true", f"lora.r={a.r}", f"lora.alpha={2 * a.r}", f"lora.dropout={a.lora_dropout}",
-        f"train.max_steps={a.steps}", "train.epochs=1000", f"train.lr={a.lr}", f"train.precision={a.precision}", "train.divergence_every_n_steps=0",
-        "train.checkpoint_every_n_steps=0", "eval.during_training=false", "logging.wandb_mode=disabled",
-        f"run.root={root}", "run.name=sft", "run.resume=false",
-    ])
+    return dataclasses.replace(
+        cfg,
+        model=sft_model(cfg),
+        lora=LoraConfig(enabled=True, r=a.r, alpha=2 * a.r, dropout=a.lora_dropout),
+        train=TrainConfig(max_steps=a.steps, epochs=1000, lr=a.lr, precision=a.precision, divergence_every_n_steps=0, checkpoint_every_n_steps=0),
+        data=data,
+        preview=PreviewConfig(),
+        eval=dataclasses.replace(cfg.eval, during_training=False),
+        logging=dataclasses.replace(cfg.logging, wandb_mode="disabled"),
+        run=dataclasses.replace(cfg.run, seed=a.seed, root=str(root), name="sft", resume=False),
+    )
 
 
 def merge_into_base(trained, cfg: Config):
@@ -131,4 +134,5 @@ def seed_config(cfg: Config, build: bool = True) -> Config:
     if not cfg.align.enabled:
         return cfg
     folder = build_seed(cfg) if build else seed_folder(cfg)
-    return apply_overrides(cfg, [f"model.name_or_path={folder}", "model.adapter_path=null", "train.start_from=base"])
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name_or_path=str(folder), adapter_path=None),
+                               train=dataclasses.replace(cfg.train, start_from="base"))

@@ -9,7 +9,8 @@ import pytest
 from lat.config import ProbeConfig, load_config
 from lat.core.errors import UserError
 from lat.data.chat import IGNORE_INDEX
-from lat.data.datamodule import EpochSampler, LookAheadDataModule, resume_position
+from lat.data.datamodule import EpochSampler, resume_position
+from lat.workflows.common import build_datamodule
 
 
 def _records(tmp_path, n=40):
@@ -24,7 +25,7 @@ def _records(tmp_path, n=40):
 def _dm(tmp_path, tok, *extra):
     cfg = load_config(["data.task=gsm8k", f"data.train_path={_records(tmp_path)}", "data.val_size=8",
                        "data.batch_size=4", "data.eval_batch_size=4", "preview.mode=real", "preview.m=3", *extra])
-    dm = LookAheadDataModule(cfg, tok)
+    dm = build_datamodule(cfg, tok)
     dm.setup("fit")
     return dm
 
@@ -101,7 +102,7 @@ def test_probes_use_the_inference_format(tmp_path, tiny_tok):
     probe.write_text(json.dumps({"prompt": "Do something bad", "response": "I can't help with that."}) + "\n")
     cfg = load_config(["data.task=gsm8k", f"data.train_path={_records(tmp_path)}", "preview.mode=virtual"])
     cfg.data.probes = [ProbeConfig(name="harmful", path=str(probe), task="instruction", input_field="prompt", output_field="response")]
-    dm = LookAheadDataModule(cfg, tiny_tok)
+    dm = build_datamodule(cfg, tiny_tok)
     dm.setup()
     (ex,) = dm.probe_sets["harmful"].examples
     assert ex.prompt == "Do something bad" and ex.answer == "I can't help with that."
@@ -110,7 +111,7 @@ def test_probes_use_the_inference_format(tmp_path, tiny_tok):
 
 def test_missing_train_path_and_oversized_holdout(tmp_path, tiny_tok):
     with pytest.raises(UserError, match="data.train_path: not set"):
-        LookAheadDataModule(load_config([]), tiny_tok).setup()
+        build_datamodule(load_config([]), tiny_tok).setup()
     with pytest.raises(UserError, match="data.val_size"):
         _dm(tmp_path, tiny_tok, "data.val_size=40")
 
@@ -126,12 +127,12 @@ def test_probe_answers_from_the_model(tmp_path, tiny_tok):
         calls.append((tuple(e.prompt for e in examples), n))
         return [f"answer to {e.prompt}" for e in examples]
 
-    dm = LookAheadDataModule(cfg, tiny_tok, answer_fn=fake_model)
+    dm = build_datamodule(cfg, tiny_tok, answer_fn=fake_model)
     dm.setup()
     assert calls == [(("Do bad thing A", "Do bad thing B"), 5)]
     assert [e.answer for e in dm.probe_sets["harmful"].examples] == ["answer to Do bad thing A", "answer to Do bad thing B"]
     with pytest.raises(UserError, match="answer_source=model needs a model"):
-        LookAheadDataModule(cfg, tiny_tok).setup()
+        build_datamodule(cfg, tiny_tok).setup()
 
 
 def test_safety_mixing_adds_previewed_refusals_in_the_requested_share(tmp_path, tiny_tok):
@@ -160,10 +161,10 @@ def test_adaptive_preview_lengths_come_from_the_loss_function(tmp_path, tiny_tok
 
     cfg = load_config(["data.task=gsm8k", f"data.train_path={_records(tmp_path)}", "preview.mode=adaptive",
                        "preview.m=2", "preview.m_min=1", "preview.m_max=8"])
-    dm = LookAheadDataModule(cfg, tiny_tok, loss_fn=losses)
+    dm = build_datamodule(cfg, tiny_tok, answer_losses_fn=losses)
     dm.setup("fit")
     ms = [e.meta["m"] for e in dm.train_set.examples]
     assert ms[0] == 5 and set(ms[1:]) == {1} and dm.stats["train/preview_tokens"] == 5 + 39
     assert " The answer begins with: " not in seen[0][0].prompt  # losses are taken on the plain format
     with pytest.raises(UserError, match="adaptive"):
-        LookAheadDataModule(cfg, tiny_tok).setup("fit")
+        build_datamodule(cfg, tiny_tok).setup("fit")

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from lat.config import load_config
-from lat.data.datamodule import LookAheadDataModule
 from lat.data.sdft import TEMPLATE, keep_rewrite, rewrite_answers
 from lat.data.tasks import get_task
+from lat.workflows.common import build_datamodule
 
 REF = "She sold 48 / 2 = 24 clips in May.\nIn total 48 + 24 = 72.\n#### 72"
 
@@ -51,7 +51,7 @@ def test_datamodule_trains_on_kept_rewrites(tmp_path, tiny_tok):
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps({"question": f"Q{i}?", "answer": f"steps\n#### {i}"}) + "\n" for i in range(4)))
     cfg = load_config(["data.task=gsm8k", f"data.train_path={path}", "data.sdft=true", "preview.mode=vanilla"])
-    dm = LookAheadDataModule(cfg, tiny_tok, answer_fn=lambda prompts, n: [f"my way\n#### {i if i % 2 else 99}" for i in range(len(prompts))])
+    dm = build_datamodule(cfg, tiny_tok, answer_fn=lambda prompts, n: [f"my way\n#### {i if i % 2 else 99}" for i in range(len(prompts))])
     dm.setup("fit")
     assert [e.answer for e in dm.train_set.examples] == ["steps\n#### 0", "my way\n#### 1", "steps\n#### 2", "my way\n#### 3"]
     assert dm.stats["train/sdft_rewrites_kept"] == 2

@@ -9,11 +9,11 @@ import torch
 
 from lat.config import load_config
 from lat.data.chat import IGNORE_INDEX, Encoded, collate, collate_packed, pack_rows
-from lat.data.datamodule import LookAheadDataModule
 from lat.models.divergence import answer_positions, shift_targets
 from lat.models.loading import load_model_and_tokenizer, prepare_for_training
 from lat.models.losses import token_logprobs
 from lat.models.module import LookAheadModule
+from lat.workflows.common import build_datamodule
 from lat.workflows.finetune import seed_answer_fn
 
 SMOKE = ["experiment=smoke", "lora.dropout=0.0", "train.max_steps=-1", "data.batch_size=8"]
@@ -57,7 +57,7 @@ def _module(tmp_path, *extra):
     L.seed_everything(0)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
     prepared = prepare_for_training(model, cfg)
-    dm = LookAheadDataModule(cfg, tok, answer_fn=seed_answer_fn(cfg, prepared.model, tok))
+    dm = build_datamodule(cfg, tok, answer_fn=seed_answer_fn(cfg, prepared.model, tok))
     dm.setup("fit")
     module = LookAheadModule(prepared.model, cfg.train, prepared.frozen_reference)
     torch.manual_seed(0)

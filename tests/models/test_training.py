@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from lat.config import apply_overrides, load_config
-from lat.data.datamodule import LookAheadDataModule
 from lat.models.loading import load_model_and_tokenizer, prepare_for_training
 from lat.models.module import LookAheadModule
+from lat.workflows.common import build_datamodule
 from lat.workflows.finetune import seed_answer_fn
 from lat.workflows.train import train
 
@@ -26,7 +26,7 @@ def _cfg(tmp_path, *extra):
 def _setup(cfg):
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
     prepared = prepare_for_training(model, cfg)
-    dm = LookAheadDataModule(cfg, tok, answer_fn=seed_answer_fn(cfg, prepared.model, tok))
+    dm = build_datamodule(cfg, tok, answer_fn=seed_answer_fn(cfg, prepared.model, tok))
     dm.setup("fit")
     return LookAheadModule(prepared.model, cfg.train, prepared.frozen_reference), dm
 
