@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, cast
 
+import yaml
 from omegaconf import OmegaConf
 
 from lat.config import Config, apply_overrides
@@ -197,8 +198,6 @@ def read_sweep(path: str | Path, base: Config | None = None) -> Sweep:
         UserError: Unreadable file, unknown method or parameter, bad parameter spec, or a value
             the config rejects; the message names the file and the parameter.
     """
-    import yaml
-
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))

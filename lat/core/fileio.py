@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -58,8 +59,6 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     An existing ``path`` is replaced only once the new folder is complete; on any exception the
     temporary folder is removed and ``path`` is left as it was.
     """
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))

@@ -17,6 +17,7 @@ from lat.core.registry import unknown_name
 from lat.data.chat import Encoded, collate, collate_packed, encode
 from lat.data.preview import adaptive_lengths
 from lat.data.records import read_records
+from lat.data.sdft import replace_field, rewrite_answers
 from lat.data.tasks import Example, build_examples, examples_from_config, get_task, resolve_fields, task_system
 
 
@@ -247,8 +248,6 @@ class LookAheadDataModule(L.LightningDataModule):
 
     def _sdft(self, train):
         """The training records with their answers replaced by the starting model's kept rewrites."""
-        from lat.data.sdft import replace_field, rewrite_answers
-
         data = self.data
         if self.answer_fn is None:
             raise UserError("data.sdft: needs the starting model to rewrite answers (use lat train)")

@@ -22,12 +22,17 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import PeftModel, get_peft_model
 from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lat.config import Config, LoraConfig, ModelConfig
 from lat.core.errors import UserError
 from lat.core.precision import WEIGHT_DTYPES
 from lat.core.registry import Registry, unknown_name
+from lat.models.embedded import embedded_model_dir
+from lat.models.tiny import build_tiny_model, build_tiny_tokenizer
 
 DTYPES = {name: getattr(torch, name) for name in WEIGHT_DTYPES}
 
@@ -43,8 +48,6 @@ def _first_line(e: BaseException) -> str:
 
 
 def _tiny(cfg: ModelConfig, seed: int):
-    from lat.models.tiny import build_tiny_model, build_tiny_tokenizer
-
     tok = build_tiny_tokenizer()
     model = build_tiny_model(
         len(tok), seed=seed, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id
@@ -53,8 +56,6 @@ def _tiny(cfg: ModelConfig, seed: int):
 
 
 def _pretrained(path: str, cfg: ModelConfig):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     kwargs = {"trust_remote_code": cfg.trust_remote_code, "revision": cfg.revision}
     try:
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
@@ -69,8 +70,6 @@ def _pretrained(path: str, cfg: ModelConfig):
 
 
 def _embedded(cfg: ModelConfig, seed: int):
-    from lat.models.embedded import embedded_model_dir
-
     return _pretrained(str(embedded_model_dir()), cfg)
 
 
@@ -119,8 +118,6 @@ def _target_modules(cfg: LoraConfig):
 
 def merge_start_adapter(model: nn.Module, adapter_path: str) -> nn.Module:
     """Merge an existing peft adapter into the base weights (the new starting point)."""
-    from peft import PeftModel
-
     try:
         return PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
     except Exception as e:  # noqa: BLE001 - peft raises many types for a bad adapter
@@ -129,9 +126,6 @@ def merge_start_adapter(model: nn.Module, adapter_path: str) -> nn.Module:
 
 def add_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     """Wrap ``model`` with fresh LoRA adapters (B = 0, so the output is unchanged at step 0)."""
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import get_peft_model
-
     config = PeftLoraConfig(
         r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=_target_modules(cfg), task_type="CAUSAL_LM"
     )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import random
 import time
 from typing import Iterator
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
+from transformers import get_scheduler
 
 from lat.config import TrainConfig
 from lat.core.errors import RunStopped
@@ -161,8 +164,6 @@ class LookAheadModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
-        from transformers import get_scheduler
-
         params = [p for p in self.model.parameters() if p.requires_grad]
         fused = all(p.is_cuda for p in params)
         opt = torch.optim.AdamW(
@@ -190,10 +191,6 @@ class LookAheadModule(L.LightningModule):
 def rng_state() -> dict:
     """Python, numpy and torch (CPU and every CUDA device) random states, in tensors and tuples
     only, so a checkpoint holding them loads with ``torch.load(weights_only=True)``."""
-    import random
-
-    import numpy as np
-
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     return {
         "python": random.getstate(),
@@ -205,10 +202,6 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     """Restore what :func:`rng_state` captured."""
-    import random
-
-    import numpy as np
-
     random.setstate(state["python"])
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))

@@ -19,6 +19,7 @@ from typing import Iterator
 from lat.config import Config, to_yaml
 from lat.core.errors import UserError
 from lat.core.fileio import atomic_write, write_json, write_text
+import json
 
 LIBRARIES = ("torch", "lightning", "transformers", "peft", "torchmetrics", "wandb", "omegaconf", "tokenizers", "lat")
 
@@ -75,8 +76,6 @@ def open_run_dir(cfg: Config) -> Path:
 
 def update_metrics(run_dir: Path, metrics: dict) -> dict:
     """Merge ``metrics`` into ``run_dir/metrics.json`` (atomic read-modify-write); return the whole."""
-    import json
-
     path = Path(run_dir) / "metrics.json"
     current = json.loads(path.read_text()) if path.exists() else {}
     current.update(metrics)
@@ -87,8 +86,6 @@ def update_metrics(run_dir: Path, metrics: dict) -> dict:
 def finished(run: Path) -> bool:
     """A run folder that ``lat train`` finished: a saved final model and the step count it writes
     into ``metrics.json`` last."""
-    import json
-
     metrics = run / "metrics.json"
     if not metrics.is_file() or not any((run / d).is_dir() for d in ("adapter", "model")):
         return False

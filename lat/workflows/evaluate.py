@@ -7,14 +7,17 @@ generation: prompt, prefill prefix, response, judge label and score).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 
+import lat
 from lat.config import Config
 from lat.config.identity import evaluation_key
+from lat.core.cache import cached_json
 from lat.evaluation.evaluator import Evaluator
 from lat.models.loading import load_for_eval
 from lat.runs.folder import record_eval, run_folder
@@ -60,10 +63,6 @@ def cache_key(cfg: Config, ev: Evaluator) -> list | None:
 
 def _evaluation_code_digest() -> str:
     """sha256 of the code and judge data an evaluation runs (a change invalidates cached results)."""
-    import hashlib
-
-    import lat
-
     pkg = Path(lat.__file__).parent
     files = sorted((pkg / "evaluation").rglob("*.py")) + sorted((pkg / "assets").glob("judge_*.jsonl")) + [pkg / "data" / "chat.py", pkg / "data" / "metrics.py"]
     digest = hashlib.sha256()
@@ -103,8 +102,6 @@ def _evaluate(cfg: Config, run_dir: Path, progress: bool, cache: bool) -> EvalRe
     if key is None:
         result = compute()
     else:
-        from lat.core.cache import cached_json
-
         result = cached_json("evaluations", key, compute)
     record_eval(run_dir, result["metrics"], result["samples"], None, None)
     return EvalResult(run_dir, result["metrics"])

@@ -17,13 +17,18 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from lat.config import Config, apply_overrides, to_yaml
 from lat.core.errors import UserError
 from lat.core.fileio import write_text
+from lat.reporting.runs import flatten
 from lat.reporting.tables import plot_kl, plot_safety_utility, results_table, write_tables
-from lat.runs.folder import run_name
+from lat.runs.folder import finished, run_name
 from lat.workflows.check import check_config, check_methods
+from lat.workflows.evaluate import evaluate
 from lat.workflows.seed import seed_config
+from lat.workflows.train import train
 
 DONE = "DONE"
 
@@ -54,9 +59,6 @@ def fine_tune(cfg: Config) -> None:
     """Train one method, unless its run already finished (stopped after training but before its
     stage was marked done: resuming it would need the checkpoint, which
     ``train.keep_checkpoint=false`` does not keep)."""
-    from lat.runs.folder import finished
-    from lat.workflows.train import train
-
     if not finished(Path(cfg.run.root) / str(cfg.run.name)):  # method_config names every method's run
         train(cfg)
 
@@ -68,10 +70,6 @@ def check_same_experiment(root: Path, cfg: Config) -> None:
     Raises:
         UserError: ``root/experiment.yaml`` exists and differs from ``cfg``; names the keys.
     """
-    import yaml
-
-    from lat.reporting.runs import flatten
-
     path = root / "experiment.yaml"
     if not path.exists():
         return
@@ -88,8 +86,6 @@ def check_same_experiment(root: Path, cfg: Config) -> None:
 
 def run_experiment(cfg: Config) -> Path:
     """Run (or resume) the whole comparison; returns the experiment folder."""
-    from lat.workflows.evaluate import evaluate
-
     check_methods(check_config(cfg))
     root = Path(cfg.run.root) / (cfg.run.name or cfg.experiment or run_name(cfg))
     check_same_experiment(root, cfg)

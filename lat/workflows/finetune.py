@@ -13,7 +13,9 @@ Distribution (DDP, FSDP, DeepSpeed, several nodes) is Lightning's: set ``train.s
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
+import json
 import sys
 import warnings
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
@@ -31,12 +34,16 @@ from lat.callbacks.interrupt import GracefulStop
 from lat.callbacks.packing import PackingCheck
 from lat.config import Config, redact, secrets, to_dict
 from lat.config.identity import answer_losses_key, probe_answers_key, reference_identity
+from lat.core.cache import cached_json
 from lat.core.errors import RunStopped, UserError
+from lat.core.fileio import atomic_folder, atomic_write, write_json
 from lat.core.precision import autocast_dtype, resolve_precision
 from lat.core.registry import unknown_name
+from lat.evaluation.generate import GenerationSettings, answer
 from lat.models.loading import load_model_and_tokenizer, parameter_counts, prepare_for_training
 from lat.models.module import LookAheadModule
 from lat.models.packing import check_kernel
+from lat.models.scoring import answer_token_losses
 from lat.runs.folder import environment, finished, record_eval, run_folder, run_name, update_metrics
 from lat.workflows.common import build_datamodule, build_evaluator
 
@@ -223,8 +230,6 @@ def _train(cfg: Config, run_dir: Path) -> TrainResult:
 
 def checkpoint_step(path: Path) -> int:
     """The global step a Lightning checkpoint was saved at."""
-    import torch
-
     return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
 
 
@@ -234,10 +239,6 @@ def forget_after(run_dir: Path, step: int) -> None:
     A resumed run redoes everything after its checkpoint, so results from beyond it would
     otherwise appear twice in ``metrics.json`` and ``samples.jsonl``.
     """
-    import json
-
-    from lat.core.fileio import atomic_write, write_json
-
     path = run_dir / "metrics.json"
     if path.exists():
         metrics = json.loads(path.read_text())
@@ -258,9 +259,6 @@ def seed_answer_fn(cfg: Config, model, tokenizer):
     start adapter, the seed of random models and the prompts, so every method compared on the
     same seed is probed on the same tokens.
     """
-    from lat.core.cache import cached_json
-    from lat.evaluation.generate import GenerationSettings, answer
-
     def fn(examples, max_new_tokens):
         cast = autocast_dtype(cfg.train.precision, cfg.train.accelerator)
         key = probe_answers_key(cfg, max_new_tokens, [(e.system, e.prompt) for e in examples], cast)
@@ -275,9 +273,6 @@ def seed_answer_losses_fn(cfg: Config, model, tokenizer):
 
     Like :func:`seed_answer_fn` it runs before the first step, when the model is still the seed.
     """
-    from lat.core.cache import cached_json
-    from lat.models.scoring import answer_token_losses
-
     def fn(examples):
         key = answer_losses_key(cfg, [(e.system, e.prompt, e.answer) for e in examples])
         return cached_json("answer_losses", key, lambda: answer_token_losses(model, tokenizer, examples, cfg.data.max_length, cfg.data.eval_batch_size))
@@ -301,15 +296,11 @@ def eval_callbacks(cfg: Config, tokenizer, run_dir: Path) -> list:
 
 def save_final(module: LookAheadModule, tokenizer, run_dir: Path, cfg: Config) -> None:
     """Save the adapter (peft format) or the full model, and optionally the merged model."""
-    from lat.core.fileio import atomic_folder
-
     model = module.model
     with atomic_folder(run_dir / ("adapter" if cfg.lora.enabled else "model")) as target:
         model.save_pretrained(str(target))
         tokenizer.save_pretrained(str(target))
     if cfg.train.save_merged and cfg.lora.enabled:
-        import copy
-
         merged = copy.deepcopy(model).merge_and_unload()
         with atomic_folder(run_dir / "merged") as target:
             merged.save_pretrained(str(target))

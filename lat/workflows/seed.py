@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
 from lat.config import Config, DataConfig, LoraConfig, ModelConfig, PreviewConfig, TrainConfig
 from lat.config.identity import benign_answers_key, seed_identity, seed_key, sft_dtype
 from lat.core.cache import cache_root, cached_json, ensure_folder
@@ -100,8 +102,6 @@ def merge_into_base(trained, cfg: Config):
         trained: The peft model the SFT trained.
         cfg: The experiment config (its ``model`` section, ``align.seed``).
     """
-    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-
     base, _ = load_for_eval(cfg.model, cfg.align.seed)  # base + start adapter, as the SFT trained it
     target = get_peft_model(base, trained.peft_config["default"])
     set_peft_model_state_dict(target, get_peft_model_state_dict(trained))

@@ -24,13 +24,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from lat.config import Config, find_config, load_config, parse_overrides, to_dict
+from lat.config import Config, find_config, load_config, parse_overrides, recorded_config, to_dict
 from lat.config.sweep import LAT_KEYS, Sweep, command, expand, overrides, point_id, read_sweep
 from lat.core.errors import UserError
 from lat.core.fileio import write_json, write_text
 from lat.data.preview import strategy_params, validate
 from lat.reporting.notebook import runs_root
 from lat.runs.folder import finished
+from lat.workflows.start import starting_point
 
 STATE = "sweep.json"
 SUMMARY = "sweep.md"
@@ -223,9 +224,6 @@ def finished_elsewhere(folder: Path, point: str, config: Callable[[], Config], r
         config: Resolves the point's config (called only when a candidate folder exists).
         recorded: ``sweep.json``'s points by id.
     """
-    from lat.config import recorded_config
-    from lat.workflows.start import starting_point
-
     digest = point.split("-", 1)[1]
     runs = [r for r in sorted(folder.glob(f"*-{digest}")) if r.name not in recorded and (r / "config.yaml").is_file() and finished(r)]
     if not runs:
