@@ -22,7 +22,7 @@ HEADLINE = ("safety/rsr", "safety/jsr@3", "safety/embedding/rsr", "safety/embedd
 def evaluators(model_spec: str | None):
     """(model, tokenizer, {precision: Evaluator}) for the quickstart's evaluation settings."""
     from lat.config import apply_overrides, load_config
-    from lat.workflows.common import build_evaluator as Evaluator
+    from lat.workflows.common import build_evaluator
     from lat.workflows.evaluate import load_for_eval
     from lat.workflows.start import starting_point
 
@@ -30,7 +30,7 @@ def evaluators(model_spec: str | None):
     if model_spec:
         cfg = apply_overrides(cfg, [f"model.name_or_path={model_spec}"])
     model, tok = load_for_eval(cfg)
-    evs = {p: Evaluator(apply_overrides(cfg, [f"eval.precision={p}"])) for p in ("32-true", "bf16-mixed")}
+    evs = {p: build_evaluator(apply_overrides(cfg, [f"eval.precision={p}"])) for p in ("32-true", "bf16-mixed")}
     return model, tok, evs
 
 

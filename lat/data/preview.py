@@ -1,4 +1,4 @@
-"""Preview strategies: the LookAhead Tuning data transformations (DESIGN §1).
+"""Preview strategies: the LookAhead Tuning data transformations (arXiv 2503.19041).
 
 Every strategy maps columns of instructions and answers to new columns; it never looks at
 anything but its arguments, so it is pure and batched. Registry by short name:

@@ -5,7 +5,7 @@ the answer, and the reference's logits at the same columns (None unless the loss
 
 * ``ce``: mean cross-entropy over answer tokens.
 * ``constrained``: the token-wise constrained objective of Qi et al. 2024 ("Safety alignment
-  should be made more than just a few tokens deep"), DESIGN §1, as in their reference
+  should be made more than just a few tokens deep", arXiv 2406.05946), as in their reference
   implementation: per answer token, with Δ = log π_θ(y_t) − log π_ref(y_t) and β_t by the
   token's position in its answer (β_1 = 0.5, β_2..5 = 2, β_t>5 = 0.1 by default),
 

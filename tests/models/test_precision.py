@@ -78,13 +78,13 @@ def test_seed_identity_records_the_resolved_precisions(monkeypatch):
 
 def test_evaluation_generation_precision_defaults_to_training_and_can_be_set(monkeypatch):
     from lat.config import load_config
-    from lat.workflows.common import build_evaluator as Evaluator
+    from lat.workflows.common import build_evaluator
 
     monkeypatch.setattr(precision, "native_bf16", lambda accelerator="auto": True)
     base = ["experiment=smoke", "eval.safety=false", "eval.utility=false"]
-    assert Evaluator(load_config(base)).autocast is None  # train.precision 32-true
-    assert Evaluator(load_config([*base, "train.precision=bf16-mixed"])).autocast == "bfloat16"
-    assert Evaluator(load_config([*base, "eval.precision=auto"])).autocast == "bfloat16"
-    assert Evaluator(load_config([*base, "train.precision=bf16-mixed", "eval.precision=32-true"])).autocast is None
+    assert build_evaluator(load_config(base)).autocast is None  # train.precision 32-true
+    assert build_evaluator(load_config([*base, "train.precision=bf16-mixed"])).autocast == "bfloat16"
+    assert build_evaluator(load_config([*base, "eval.precision=auto"])).autocast == "bfloat16"
+    assert build_evaluator(load_config([*base, "train.precision=bf16-mixed", "eval.precision=32-true"])).autocast is None
     with pytest.raises(UserError, match="eval.precision: unknown 'half'"):
-        Evaluator(load_config([*base, "eval.precision=half"]))
+        build_evaluator(load_config([*base, "eval.precision=half"]))
