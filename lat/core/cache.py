@@ -14,10 +14,11 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from lat.core.fileio import write_json
+from lat.core.paths import file_digest
 
 try:  # POSIX only; elsewhere builds are simply not serialised.
     import fcntl
@@ -36,19 +37,32 @@ def cache_root() -> Path:
     return Path.home() / ".cache" / "lat"
 
 
-def is_complete(folder: Path, identity: dict) -> bool:
-    """Whether ``folder`` was finished for ``identity`` and no file was truncated since."""
+def is_complete(folder: Path, identity: dict, deep: bool = False, required: Sequence[str] = ()) -> bool:
+    """Whether ``folder`` was finished for ``identity``, holds ``required`` files, and no file
+    was truncated (or, with ``deep``, changed: where the marker records digests) since.
+    """
     try:
         marker = json.loads((folder / MARKER).read_text())
-        if marker.get("identity") != identity:
+        if marker.get("identity") != identity or not set(required) <= set(marker["files"]):
             return False
-        return all((folder / name).stat().st_size == size for name, size in marker["files"].items())
+        for name, record in marker["files"].items():
+            size, sha = (record, None) if isinstance(record, int) else (record["size"], record["sha256"])
+            path = folder / name
+            if path.stat().st_size != size or (deep and sha is not None and file_digest(path) != sha):
+                return False
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
+    return True
 
 
-def _write_marker(folder: Path, identity: dict) -> None:
-    files = {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+def write_marker(folder: Path, identity: dict, digests: bool = False) -> None:
+    """Mark ``folder`` finished for ``identity``: every file's size (and sha256 with ``digests``).
+    Written last, after every other file of the folder."""
+    files: dict[str, object] = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != MARKER:
+            name, size = p.relative_to(folder).as_posix(), p.stat().st_size
+            files[name] = {"size": size, "sha256": file_digest(p)} if digests else size
     (folder / MARKER).write_text(json.dumps({"identity": identity, "files": files}, indent=2) + "\n")
 
 
@@ -83,7 +97,7 @@ def ensure_folder(folder: Path, identity: dict, build: Callable[[Path], None], w
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
             build(tmp)
-            _write_marker(tmp, identity)
+            write_marker(tmp, identity)
             if folder.exists():
                 shutil.rmtree(folder)
             tmp.rename(folder)

