@@ -14,6 +14,10 @@ whether the loss reads the reference model's logits."""
 LOSSES.add_lazy("ce", "lat.models.losses:build_ce", needs_reference=False)
 LOSSES.add_lazy("constrained", "lat.models.losses:build_constrained", needs_reference=True)
 
+PACKING_KERNELS = (None, "sdpa", "eager", "flex_attention")
+"""``model.attn_implementation`` values whose masks honour position-id packing (None = default):
+flash attention reads the packing only from a single-row batch."""
+
 SCHEDULES: Registry[str] = Registry("schedule", setting="train.schedule")
 """``train.schedule`` -> the transformers scheduler name."""
 SCHEDULES.add("constant", "constant_with_warmup")

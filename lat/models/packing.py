@@ -10,11 +10,6 @@ from __future__ import annotations
 
 import torch
 
-from lat.core.errors import UserError
-
-PACKING_KERNELS = (None, "sdpa", "eager", "flex_attention")
-"""``model.attn_implementation`` values whose masks honour position-id packing (None = default)."""
-
 LEAK_TOLERANCE = 1e-2
 """Largest logit difference (relative to the logits' scale) still read as rounding, not leakage."""
 
@@ -44,10 +39,3 @@ def packing_leak(model: torch.nn.Module, vocab_size: int) -> float:
     finally:
         model.train(was_training)
     return float((packed - alone).abs().max() / alone.abs().max().clamp(min=1e-6))
-
-
-def check_kernel(attn_implementation: str | None) -> None:
-    """Refuse packing with an attention kernel that does not read position-id packing per row."""
-    if attn_implementation not in PACKING_KERNELS:
-        raise UserError(f"data.packing: model.attn_implementation={attn_implementation} attends across packed examples; "
-                        f"use sdpa, eager or flex_attention, or data.packing=false")

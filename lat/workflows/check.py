@@ -6,13 +6,14 @@ the schema itself (:func:`lat.config.schema.check_ranges`). Nothing here imports
 from __future__ import annotations
 
 from lat.config import Config, apply_overrides, load_config
+from lat.core.errors import UserError
 from lat.core.precision import AUTOCAST, WEIGHT_DTYPES
 from lat.core.registry import unknown_name
 from lat.data.metrics import TASK_METRICS
 from lat.data.preview import validate as check_preview
 from lat.data.tasks import TASKS
 from lat.evaluation.judges import JUDGES
-from lat.models.choices import LOSSES, SCHEDULES
+from lat.models.choices import LOSSES, PACKING_KERNELS, SCHEDULES
 from lat.workflows.start import START_FROM
 
 PRECISIONS = ["auto", *AUTOCAST]
@@ -40,6 +41,11 @@ def check_config(cfg: Config) -> Config:
     SCHEDULES.check(t.schedule)
     START_FROM.check(t.start_from)
     _one_of("train.precision", t.precision, PRECISIONS, optional=False)
+    if t.drift_alarm_kl is not None and not cfg.data.probes:
+        raise UserError("train.drift_alarm_kl: needs a probe set (data.probes)")
+    if cfg.data.packing and cfg.model.attn_implementation not in PACKING_KERNELS:
+        raise UserError(f"data.packing: model.attn_implementation={cfg.model.attn_implementation} attends across packed examples; "
+                        f"use sdpa, eager or flex_attention, or data.packing=false")
     if t.drift_alarm_probe is not None:
         _one_of("train.drift_alarm_probe", t.drift_alarm_probe, [p.name for p in cfg.data.probes])
     _one_of("model.dtype", cfg.model.dtype, list(WEIGHT_DTYPES), optional=False)

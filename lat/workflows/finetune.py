@@ -42,7 +42,6 @@ from lat.core.registry import unknown_name
 from lat.evaluation.generate import GenerationSettings, answer
 from lat.models.loading import load_model_and_tokenizer, parameter_counts, prepare_for_training
 from lat.models.module import LookAheadModule
-from lat.models.packing import check_kernel
 from lat.models.scoring import answer_token_losses
 from lat.runs.folder import environment, finished, record_eval, run_folder, run_name, update_metrics
 from lat.workflows.common import build_datamodule, build_evaluator
@@ -182,8 +181,6 @@ same config and seed reproduce exactly) and left to the loggers."""
 
 def _train(cfg: Config, run_dir: Path) -> TrainResult:
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
-    if cfg.data.packing:
-        check_kernel(cfg.model.attn_implementation)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
     prepared = prepare_for_training(model, cfg)
     dm = build_datamodule(cfg, tok, answer_fn=seed_answer_fn(cfg, prepared.model, tok), answer_losses_fn=seed_answer_losses_fn(cfg, prepared.model, tok))

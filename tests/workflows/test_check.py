@@ -72,3 +72,13 @@ def test_lat_config_list_shows_the_shipped_configs(capsys):
     assert main(["config", "--list"]) == 0
     out = capsys.readouterr().out
     assert "experiment: full, paper_small, quickstart, smoke" in out and "sweep:" in out and "lat/configs" in out
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.packing=true", "model.attn_implementation=flash_attention_2"], r"^data\.packing: model\.attn_implementation=flash_attention_2 attends"),
+    (["train.drift_alarm_kl=0.5", "data.probes=[]"], r"^train\.drift_alarm_kl: needs a probe set"),
+])
+def test_cross_field_rules_fail_when_the_config_is_resolved(overrides, message):
+    with pytest.raises(UserError, match=message):
+        resolve([*SMOKE, *overrides])
+    check_config(load_config([*SMOKE, *overrides[:1]]))  # each setting alone is fine
