@@ -1,7 +1,7 @@
 """Ablation: the shapes of the paper's Fig. 4 (effect of the preview length m; effect of the prefix P)
 on the embedded default (the main job's aligned seed, fine-tuned on synthetic arithmetic).
 
-Runs two local sweeps with `lat sweep` (configs/sweep/preview_length.yaml and prefix_type.yaml,
+Runs two local sweeps with `lat sweep` (lat/configs/sweep/preview_length.yaml and prefix_type.yaml,
 restricted to --seeds seeds; each point is a `lat train experiment=quickstart train.start_from=seed`
 run, with fp32 generation and the seed built on the fp32 base, as the sweep files pin), then `lat report` on each, and prints the two series:
 
@@ -22,15 +22,17 @@ from pathlib import Path
 
 import yaml
 
+from lat.config import find_config
+
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = {"m": "preview_length", "P": "prefix_type"}
 COLUMNS = ("safety/rsr", "safety/jsr@3", "utility/gsm8k_acc", "utility/gsm8k_last_number_acc", "kl/pos_01", "kl/pos_02", "kl/pos_03")
 
 
 def restricted_sweep(name: str, seeds: int, out: Path, modes: list[str] | None = None) -> Path:
-    """A copy of configs/sweep/<name>.yaml with run.seed limited to the first ``seeds`` seeds
+    """A copy of lat/configs/sweep/<name>.yaml with run.seed limited to the first ``seeds`` seeds
     (and preview.mode to ``modes``)."""
-    body = yaml.safe_load((ROOT / "lat" / "configs" / "sweep" / f"{name}.yaml").read_text())
+    body = yaml.safe_load(find_config("sweep", name).read_text())
     body["parameters"]["run.seed"] = {"values": list(range(seeds))}
     if modes:
         body["parameters"]["preview.mode"] = {"values": modes}

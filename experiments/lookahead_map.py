@@ -1,6 +1,6 @@
 """The map: where, if anywhere, do previews help on the embedded default?
 
-Runs slices of configs/sweep/map.yaml with `lat sweep` (each point a `lat train
+Runs slices of lat/configs/sweep/map.yaml with `lat sweep` (each point a `lat train
 experiment=quickstart train.start_from=seed eval.max_samples=null eval.precision=null
 align.dtype=null align.attn_implementation=null` run: the main job's aligned seed, as built by its
 safety SFT on the fp32 base, fine-tuned on synthetic arithmetic, RSR / JSR@3 on all 132 held-out
@@ -40,6 +40,7 @@ from pathlib import Path
 
 import yaml
 
+from lat.config import find_config
 from lat.config.sweep import read_sweep
 from lat.workflows.sweep import fixed_overrides
 
@@ -58,8 +59,8 @@ AXES = {"lr": "train.lr", "tuning": "lora.enabled", "epochs": "train.epochs", "m
 
 
 def slice_sweep(name: str, axes: dict, seeds: int, out: Path) -> Path:
-    """configs/sweep/map.yaml restricted to one slice's values and the first ``seeds`` seeds."""
-    body = yaml.safe_load((ROOT / "lat" / "configs" / "sweep" / "map.yaml").read_text())
+    """lat/configs/sweep/map.yaml restricted to one slice's values and the first ``seeds`` seeds."""
+    body = yaml.safe_load(find_config("sweep", "map").read_text())
     body["name"] = f"map_{name}"
     for axis, key in AXES.items():
         if axis not in axes:
@@ -107,7 +108,7 @@ def main() -> None:
             raise SystemExit(code)
     seed = root / "seed"
     if not (seed / "metrics.json").exists():  # the sweep file's command settings, without training
-        settings = fixed_overrides(read_sweep(ROOT / "lat" / "configs" / "sweep" / "map.yaml"))
+        settings = fixed_overrides(read_sweep(find_config("sweep", "map")))
         code = lat("eval", *settings, f"run.root={root}", "run.name=seed", *args.overrides)
         if code != 0:
             raise SystemExit(code)

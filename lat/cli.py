@@ -109,7 +109,7 @@ def _config(args: argparse.Namespace) -> int:
         return 0
     from lat.workflows.check import resolve
 
-    print(to_yaml(resolve(args.overrides)), end="")
+    print(to_yaml(resolve(args.overrides, methods=True)), end="")
     return 0
 
 
@@ -172,7 +172,7 @@ def _run(args: argparse.Namespace) -> int:
     from lat.workflows.check import resolve
     from lat.workflows.experiment import run_experiment
 
-    print(run_experiment(resolve(args.overrides)))
+    print(run_experiment(resolve(args.overrides, methods=True)))
     return 0
 
 

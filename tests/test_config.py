@@ -162,3 +162,32 @@ def test_an_experiment_can_extend_another():
     assert full.experiment == "full" and full.run.name == "full"
     assert (full.data, full.train, full.eval) == (quick.data, quick.train, quick.eval)
     assert [m.name for m in full.methods][:3] == ["vanilla", "real", "virtual"] and len(full.methods) == 8
+
+
+def test_config_files_are_found_in_lat_config_dir_then_a_local_configs_folder_then_the_package(tmp_path, monkeypatch):
+    from lat.config import PACKAGE_CONFIGS, config_dirs, find_config
+
+    env, local = tmp_path / "env", tmp_path / "work" / "configs"
+    for folder, m in ((env, 3), (local, 4)):
+        (folder / "preview").mkdir(parents=True)
+        (folder / "preview" / "mine.yaml").write_text(f"mode: real\nm: {m}\n")
+    (local / "preview" / "local_only.yaml").write_text("mode: real\nm: 5\n")
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setenv("LAT_CONFIG_DIR", str(env))
+    assert config_dirs() == [env.resolve(), local.resolve(), PACKAGE_CONFIGS]
+    assert load_config(["preview=mine"]).preview.m == 3  # $LAT_CONFIG_DIR first
+    assert load_config(["preview=local_only"]).preview.m == 5  # then ./configs
+    assert find_config("experiment", "smoke") == PACKAGE_CONFIGS / "experiment" / "smoke.yaml"  # then the package
+    monkeypatch.delenv("LAT_CONFIG_DIR")
+    assert load_config(["preview=mine"]).preview.m == 4
+
+
+def test_a_lat_config_dir_that_is_not_a_folder_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAT_CONFIG_DIR", str(tmp_path / "typo"))
+    with pytest.raises(UserError, match=r"^LAT_CONFIG_DIR: .*typo is not a folder$"):
+        load_config(["experiment=smoke"])
+
+
+def test_an_unknown_config_name_suggests_the_closest(monkeypatch):
+    with pytest.raises(UserError, match=r"^experiment=smok: no smok\.yaml in .*; known: .*smoke \(did you mean 'smoke'\?\)$"):
+        load_config(["experiment=smok"])

@@ -204,3 +204,11 @@ def test_the_seed_of_a_base_with_a_start_adapter_is_aligned_from_base_plus_adapt
     s, a, p = seed.state_dict(), start.state_dict(), plain.state_dict()
     assert any(not torch.equal(a[k], p[k]) for k in a)  # the adapter changed the weights
     assert all(torch.allclose(s[k], a[k], atol=1e-6) for k in a)
+
+
+def test_a_start_adapter_gives_the_seed_a_key_of_its_own():
+    from lat.config.identity import seed_identity
+
+    plain = seed_identity(load_config(["experiment=smoke"]))
+    with_adapter = seed_identity(load_config(["experiment=smoke", "model.adapter_path=/some/adapter"]))
+    assert "start" not in plain and with_adapter["start"] == "base+adapter"

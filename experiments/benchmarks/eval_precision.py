@@ -29,7 +29,7 @@ def evaluators(model_spec: str | None):
     cfg = starting_point(load_config(["experiment=quickstart", "train.start_from=seed"]))
     if model_spec:
         cfg = apply_overrides(cfg, [f"model.name_or_path={model_spec}"])
-    model, tok = load_for_eval(cfg)
+    model, tok = load_for_eval(cfg.model, cfg.run.seed)
     evs = {p: build_evaluator(apply_overrides(cfg, [f"eval.precision={p}"])) for p in ("32-true", "bf16-mixed")}
     return model, tok, evs
 

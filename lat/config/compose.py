@@ -42,6 +42,9 @@ def config_dirs() -> list[Path]:
     """Where config files are looked up, first match wins: each folder of ``$LAT_CONFIG_DIR``
     (``os.pathsep``-separated), a ``configs/`` folder in the working directory, the package's."""
     dirs = [Path(p) for p in os.environ.get("LAT_CONFIG_DIR", "").split(os.pathsep) if p]
+    for d in dirs:
+        if not d.is_dir():
+            raise UserError(f"LAT_CONFIG_DIR: {d} is not a folder")
     if (Path.cwd() / "configs").is_dir():
         dirs.append(Path.cwd() / "configs")
     dirs.append(PACKAGE_CONFIGS)

@@ -77,9 +77,12 @@ def seed_identity(cfg: Config) -> dict:
     for name, unset in (("precision", "32-true"), ("dtype", cfg.model.dtype), ("attn_implementation", None)):
         if align[name] == unset:
             del align[name]
-    return {"recipe": SEED_RECIPE, "model": cfg.model.name_or_path, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter_path,
-            "max_length": cfg.data.max_length, "align": align,
-            "data": {"safety": file_digest(a.safety_path), "benign": file_digest(a.benign_path)}}
+    out = {"recipe": SEED_RECIPE, "model": cfg.model.name_or_path, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter_path,
+           "max_length": cfg.data.max_length, "align": align,
+           "data": {"safety": file_digest(a.safety_path), "benign": file_digest(a.benign_path)}}
+    if cfg.model.adapter_path:  # aligned from base + adapter (seeds once cached under this key were not)
+        out["start"] = "base+adapter"
+    return out
 
 
 def seed_key(cfg: Config) -> str:

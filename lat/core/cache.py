@@ -43,7 +43,9 @@ def is_complete(folder: Path, identity: dict, deep: bool = False, required: Sequ
     """
     try:
         marker = json.loads((folder / MARKER).read_text())
-        if marker.get("identity") != identity or not set(required) <= set(marker["files"]):
+        # a marker written before identities had their own key held them at its top level
+        found = marker["identity"] if "identity" in marker else {k: v for k, v in marker.items() if k != "files"}
+        if found != identity or not set(required) <= set(marker["files"]):
             return False
         for name, record in marker["files"].items():
             size, sha = (record, None) if isinstance(record, int) else (record["size"], record["sha256"])

@@ -29,9 +29,8 @@ class Evaluator:
         default_task: Utility task when ``eval.utility_task`` is not set (the training task).
     """
 
-    def __init__(self, cfg: EvalConfig, autocast: str | None = None, default_task: str = "gsm8k"):
-        e = cfg
-        self.cfg = e
+    def __init__(self, cfg: EvalConfig, *, autocast: str | None, default_task: str):
+        self.cfg = e = cfg
         self.autocast = autocast
         self.items: list[HarmfulItem] = []
         self.judges: dict = {}

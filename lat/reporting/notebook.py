@@ -1,9 +1,9 @@
-"""Helpers for analysis notebooks: where runs live, a demo sweep when there are none, curves.
+"""Helpers for analysis notebooks: where runs live, finished runs and their groups, curves.
 
 The notebooks under ``notebooks/`` read runs from ``$LAT_RUNS`` (default ``runs/`` under the
-project). When that folder holds no finished runs they call :func:`sweep_runs`, which runs the
-tiny ``configs/sweep/smoke.yaml`` sweep (random test model, a minute on two CPU cores) so that
-every notebook executes anywhere, offline.
+project). When that folder holds no finished runs they first call
+:func:`lat.workflows.sweep.sweep_runs`, which runs the tiny ``smoke`` sweep (random test model, a
+minute on two CPU cores), so that every notebook executes anywhere, offline.
 """
 
 from __future__ import annotations

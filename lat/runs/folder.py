@@ -19,7 +19,6 @@ from typing import Iterator
 from lat.config import Config, to_yaml
 from lat.core.errors import UserError
 from lat.core.fileio import atomic_write, write_json, write_text
-import json
 
 LIBRARIES = ("torch", "lightning", "transformers", "peft", "torchmetrics", "wandb", "omegaconf", "tokenizers", "lat")
 

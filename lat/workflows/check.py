@@ -46,7 +46,7 @@ def check_config(cfg: Config) -> Config:
     if cfg.data.packing and cfg.model.attn_implementation not in PACKING_KERNELS:
         raise UserError(f"data.packing: model.attn_implementation={cfg.model.attn_implementation} attends across packed examples; "
                         f"use sdpa, eager or flex_attention, or data.packing=false")
-    if t.drift_alarm_probe is not None:
+    if t.drift_alarm_kl is not None and t.drift_alarm_probe is not None:
         _one_of("train.drift_alarm_probe", t.drift_alarm_probe, [p.name for p in cfg.data.probes])
     _one_of("model.dtype", cfg.model.dtype, list(WEIGHT_DTYPES), optional=False)
     e = cfg.eval
@@ -64,12 +64,21 @@ def check_config(cfg: Config) -> Config:
 
 
 def check_methods(cfg: Config) -> Config:
-    """``cfg`` unchanged if each of its ``methods`` (``lat run``) gives a valid config too."""
+    """``cfg`` unchanged if each of its ``methods`` (what ``lat run`` fine-tunes) gives a valid config too.
+
+    Raises:
+        UserError: The first broken method, named: ``method NAME: <what check_config says>``.
+    """
     for method in cfg.methods:
-        check_config(apply_overrides(cfg, list(method.overrides), f"method {method.name}"))
+        try:
+            check_config(apply_overrides(cfg, list(method.overrides), f"method {method.name}"))
+        except UserError as e:
+            raise UserError(f"method {method.name}: {e}") from None
     return cfg
 
 
-def resolve(args: list[str]) -> Config:
-    """The config of a command line (:func:`lat.config.load_config`), checked."""
-    return check_methods(check_config(load_config(args)))
+def resolve(args: list[str], methods: bool = False) -> Config:
+    """The config of a command line (:func:`lat.config.load_config`), checked; with ``methods``
+    (``lat run``, ``lat config``) each of its methods too."""
+    cfg = check_config(load_config(args))
+    return check_methods(cfg) if methods else cfg

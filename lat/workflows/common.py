@@ -14,7 +14,7 @@ def build_evaluator(cfg: Config) -> Evaluator:
     default utility task."""
     e = cfg.eval
     setting = "eval.precision" if e.precision else "train.precision"
-    return Evaluator(e, autocast_dtype(e.precision or cfg.train.precision, cfg.train.accelerator, setting), cfg.data.task)
+    return Evaluator(e, autocast=autocast_dtype(e.precision or cfg.train.precision, cfg.train.accelerator, setting), default_task=cfg.data.task)
 
 
 def build_datamodule(cfg: Config, tokenizer, answer_fn=None, answer_losses_fn=None) -> LookAheadDataModule:

@@ -55,7 +55,7 @@ def method_config(seed: Config, root: Path, name: str, overrides: list[str]) -> 
     return dataclasses.replace(method, run=dataclasses.replace(method.run, root=str(root), name=name, resume=started))
 
 
-def fine_tune(cfg: Config) -> None:
+def train_method(cfg: Config) -> None:
     """Train one method, unless its run already finished (stopped after training but before its
     stage was marked done: resuming it would need the checkpoint, which
     ``train.keep_checkpoint=false`` does not keep)."""
@@ -97,7 +97,7 @@ def run_experiment(cfg: Config) -> Path:
     _stage(runs["seed"], "evaluate seed", lambda: evaluate(method_config(seed, root, "seed", []), progress=False, cache=True))
     for method in cfg.methods:
         runs[method.name] = root / method.name
-        _stage(runs[method.name], f"fine-tune {method.name}", lambda m=method: fine_tune(method_config(seed, root, m.name, list(m.overrides))))
+        _stage(runs[method.name], f"fine-tune {method.name}", lambda m=method: train_method(method_config(seed, root, m.name, list(m.overrides))))
     rows = results_table(runs)
     paths = write_tables(rows, root)
     plot_kl({k: v for k, v in runs.items() if k != "seed"}, root / "kl_per_position.png", max_position=cfg.train.divergence_positions)

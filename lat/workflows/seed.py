@@ -1,4 +1,4 @@
-"""`lat align`: build the safety-aligned seed from the base model, cache it, report it.
+"""The safety-aligned seed: built once from the base model and cached (``lat align`` also reports it).
 
 The embedded SmolLM2-135M-Instruct complies with harmful requests, so the LookAhead study needs a
 seed that refuses. The seed is the base after a short LoRA safety SFT, merged:
@@ -49,7 +49,8 @@ def seed_folder(cfg: Config) -> Path:
 
 
 def benign_answers(model, tok, prompts: list[str], cfg: Config) -> list[str]:
-    """The base model's own greedy answers to benign prompts (cached by model and prompts)."""
+    """The base model's own greedy answers to benign prompts (with its start adapter merged, if
+    any; cached by model, adapter and prompts)."""
     a = cfg.align
     cast = autocast_dtype(a.answer_precision or a.precision, setting="align.answer_precision" if a.answer_precision else "align.precision")
     key = benign_answers_key(cfg, prompts, cast)

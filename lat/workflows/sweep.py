@@ -28,9 +28,10 @@ from lat.config import Config, find_config, load_config, parse_overrides, record
 from lat.config.sweep import LAT_KEYS, Sweep, command, expand, overrides, point_id, read_sweep
 from lat.core.errors import UserError
 from lat.core.fileio import write_json, write_text
-from lat.data.preview import strategy_params, validate
+from lat.data.preview import strategy_params
 from lat.reporting.notebook import runs_root
 from lat.runs.folder import finished
+from lat.workflows.check import check_config
 from lat.workflows.start import starting_point
 
 STATE = "sweep.json"
@@ -97,8 +98,7 @@ def plan(sweep: Sweep, extra: list[str], count: int | None = None) -> tuple[list
     seen: dict = {}
     for i, values in enumerate(expand(sweep, count)):
         try:
-            cfg = load_config(base_args + overrides(values))
-            validate(cfg.preview)
+            cfg = check_config(load_config(base_args + overrides(values)))
         except UserError as e:
             raise UserError(f"{sweep.path}: point {i} ({', '.join(overrides(values))}): {e}") from None
         p = Point(point_id(i, values), values)
@@ -300,7 +300,7 @@ def _say(msg: str) -> None:
 
 
 def sweep_runs(name: str = "smoke", workers: int = 2) -> Path:
-    """The folder of sweep ``name`` under :func:`runs_root`, running ``configs/sweep/<name>.yaml``
+    """The folder of sweep ``name`` under :func:`runs_root`, running ``sweep/<name>.yaml (a config folder)``
     first when it has no finished point (finished points are kept, so this is cheap afterwards)."""
     sweep = sweep_file(name)
     runner = SweepRun(sweep, [], runs_root(), workers=workers)

@@ -268,3 +268,13 @@ def test_real_build_loads_and_generates(tmp_path, monkeypatch):
     output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
     answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "12" in answer or "19" in answer
+
+
+def test_a_folder_marked_before_identities_had_their_own_key_is_still_complete(cache):
+    import json
+
+    folder = make_fake_folder(target_of(cache))
+    marker = json.loads((folder / MARKER).read_text())
+    flat = {**marker["identity"], "files": marker["files"]}  # how earlier builds wrote it
+    (folder / MARKER).write_text(json.dumps(flat))
+    assert embedded.is_complete(folder, deep=True)
