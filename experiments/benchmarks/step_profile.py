@@ -34,7 +34,7 @@ def build(dropout: float, model_spec: str | None, attn: str | None = None, dtype
     if model_spec:
         cfg = apply_overrides(cfg, [f"model.name_or_path={model_spec}"])
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
-    prepared = prepare_for_training(model, cfg)
+    prepared = prepare_for_training(model, cfg.model, cfg.lora, cfg.train.compile)
     dm = build_datamodule(cfg, tok)
     dm.setup()
     batch = next(iter(dm.train_dataloader()))

@@ -167,7 +167,7 @@ def lora_model(cfg):
     from lat.models.loading import load_model_and_tokenizer, prepare_for_training
 
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
-    return prepare_for_training(model, cfg).model, tok
+    return prepare_for_training(model, cfg.model, cfg.lora, cfg.train.compile).model, tok
 
 
 class StepClock:

@@ -27,7 +27,7 @@ from peft import PeftModel, get_peft_model
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lat.config import Config, LoraConfig, ModelConfig
+from lat.config import LoraConfig, ModelConfig
 from lat.core.errors import UserError
 from lat.core.precision import WEIGHT_DTYPES
 from lat.core.registry import Registry, unknown_name
@@ -149,21 +149,28 @@ class Prepared:
     frozen_reference: nn.Module | None
 
 
-def prepare_for_training(model: nn.Module, cfg: Config) -> Prepared:
-    """Apply the start adapter, LoRA or full fine-tuning, and gradient checkpointing."""
-    if cfg.model.adapter_path:
-        model = merge_start_adapter(model, cfg.model.adapter_path)
-    if cfg.model.gradient_checkpointing:
+def prepare_for_training(model: nn.Module, model_cfg: ModelConfig, lora: LoraConfig, compiled: bool = False) -> Prepared:
+    """Apply the start adapter, LoRA or full fine-tuning, gradient checkpointing, compilation.
+
+    Args:
+        model: The loaded base model.
+        model_cfg: Its section (start adapter, gradient checkpointing).
+        lora: LoRA settings; ``lora.enabled=false`` is full fine-tuning with a frozen reference copy.
+        compiled: Compile each decoder layer (``train.compile``).
+    """
+    if model_cfg.adapter_path:
+        model = merge_start_adapter(model, model_cfg.adapter_path)
+    if model_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     # from_pretrained returns eval mode and Lightning no longer switches it: without train()
     # here, dropout (LoRA's included) would silently stay off.
-    if cfg.lora.enabled:
-        prepared = Prepared(add_lora(model, cfg.lora).train(), None)
+    if lora.enabled:
+        prepared = Prepared(add_lora(model, lora).train(), None)
     else:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
         prepared = Prepared(model.requires_grad_(True).train(), reference)
-    if cfg.train.compile:
+    if compiled:
         compile_layers(prepared.model)
     return prepared
 

@@ -182,7 +182,7 @@ same config and seed reproduce exactly) and left to the loggers."""
 def _train(cfg: Config, run_dir: Path) -> TrainResult:
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
-    prepared = prepare_for_training(model, cfg)
+    prepared = prepare_for_training(model, cfg.model, cfg.lora, cfg.train.compile)
     dm = build_datamodule(cfg, tok, answer_fn=seed_answer_fn(cfg, prepared.model, tok), answer_losses_fn=seed_answer_losses_fn(cfg, prepared.model, tok))
     dm.setup("fit")
     module = LookAheadModule(prepared.model, cfg.train, prepared.frozen_reference)

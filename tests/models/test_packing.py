@@ -56,7 +56,7 @@ def _module(tmp_path, *extra):
     cfg = load_config([*SMOKE, f"run.root={tmp_path}", *extra])
     L.seed_everything(0)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
-    prepared = prepare_for_training(model, cfg)
+    prepared = prepare_for_training(model, cfg.model, cfg.lora, cfg.train.compile)
     dm = build_datamodule(cfg, tok, answer_fn=seed_answer_fn(cfg, prepared.model, tok))
     dm.setup("fit")
     module = LookAheadModule(prepared.model, cfg.train, prepared.frozen_reference)

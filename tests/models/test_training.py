@@ -25,7 +25,7 @@ def _cfg(tmp_path, *extra):
 
 def _setup(cfg):
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
-    prepared = prepare_for_training(model, cfg)
+    prepared = prepare_for_training(model, cfg.model, cfg.lora, cfg.train.compile)
     dm = build_datamodule(cfg, tok, answer_fn=seed_answer_fn(cfg, prepared.model, tok))
     dm.setup("fit")
     return LookAheadModule(prepared.model, cfg.train, prepared.frozen_reference), dm
