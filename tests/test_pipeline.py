@@ -89,7 +89,8 @@ def test_lat_align_reports_base_and_seed(tmp_path, cache, capsys):
 
 
 def test_every_method_of_experiment_full_runs_on_the_tiny_model_and_reports(tmp_path, cache):
-    from lat.reporting.runs import find_runs, paper_method
+    from lat.reporting.runs import paper_method
+    from lat.runs.read import find_runs
 
     full = load_config(["experiment=full"])
     methods = tmp_path / "methods.yaml"

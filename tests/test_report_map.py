@@ -12,7 +12,8 @@ import pytest
 from lat.cli import main
 from lat.config.sweep import expand, read_sweep
 from lat.reporting.map import map_markdown, write_map
-from lat.reporting.runs import find_runs, group_runs, intervals_markdown
+from lat.reporting.runs import group_runs, intervals_markdown
+from lat.runs.read import find_runs
 from lat.workflows.sweep import plan
 from tests.test_report_runs import _run, _samples
 

@@ -11,7 +11,8 @@ import pytest
 from lat.cli import main
 from lat.config import load_config, to_yaml
 from lat.core.errors import UserError
-from lat.reporting.runs import find_runs, group_runs, pareto_front, varying_keys, write_report
+from lat.reporting.runs import group_runs, pareto_front, varying_keys, write_report
+from lat.runs.read import find_runs
 
 SMOKE = ["experiment=smoke"]
 

@@ -20,8 +20,9 @@ from typing import Sequence
 
 from lat.config import PreviewConfig
 from lat.core.fileio import write_json, write_text
-from lat.reporting.runs import Group, baseline_group, cell, difference, find_runs, group_runs, paper_method, short_key, show_value
+from lat.reporting.runs import Group, baseline_group, cell, difference, group_runs, paper_method, short_key, show_value
 from lat.reporting.tables import save_png, write_csv
+from lat.runs.read import find_runs
 
 MAP_METRICS = ("safety/rsr", "safety/jsr@3", "utility/gsm8k_acc")
 """The rates the map compares (keyword judge for safety)."""

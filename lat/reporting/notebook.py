@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lat.reporting import tables as report
-from lat.reporting.runs import Group, Run, find_runs, group_runs
+from lat.reporting.runs import Group, group_runs
+from lat.runs import read
+from lat.runs.read import Run, find_runs
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -30,4 +31,4 @@ def load_groups(folder: Path, keys: list[str] | None = None) -> tuple[list[Run],
 
 def divergence_history(run: Run, probe: str, metric: str = "kl") -> dict[int, dict[int, float]]:
     """step -> {position: value} for every measurement of ``probe`` in the run's divergence.csv."""
-    return report.divergence_history(run.path, probe, metric)
+    return read.divergence_history(run.path, probe, metric)

@@ -16,28 +16,10 @@ from pathlib import Path
 from typing import Sequence
 
 from lat.core.fileio import atomic_write, write_json, write_text
+from lat.runs.read import final_divergence
 
 HEADLINE = ("safety/rsr", "safety/jsr@3", "safety/embedding/rsr", "safety/embedding/jsr@3",
             "utility/gsm8k_acc", "utility/gsm8k_last_number_acc", "utility/rouge1")
-
-
-def divergence_history(run_dir: Path, probe: str, metric: str = "kl") -> dict[int, dict[int, float]]:
-    """step -> {position: value} for every measurement of ``probe`` in ``divergence.csv``."""
-    path = Path(run_dir) / "divergence.csv"
-    out: dict[int, dict[int, float]] = {}
-    if not path.exists():
-        return out
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            if row["probe"] == probe and row[metric] != "":
-                out.setdefault(int(row["step"]), {})[int(row["position"])] = float(row[metric])
-    return out
-
-
-def final_divergence(run_dir: Path, probe: str) -> dict[int, float]:
-    """position -> KL at the last recorded step of ``probe`` in ``divergence.csv`` (empty if none)."""
-    history = divergence_history(run_dir, probe)
-    return history[max(history)] if history else {}
 
 
 def results_table(runs: dict[str, Path], probe: str = "harmful", kl_positions: Sequence[int] = (1, 2, 3)) -> list[dict]:

@@ -22,9 +22,9 @@ import yaml
 from lat.config import Config, apply_overrides, to_yaml
 from lat.core.errors import UserError
 from lat.core.fileio import write_text
-from lat.reporting.runs import flatten
 from lat.reporting.tables import plot_kl, plot_safety_utility, results_table, write_tables
 from lat.runs.folder import finished, run_name
+from lat.runs.read import flatten
 from lat.workflows.check import check_config, check_methods
 from lat.workflows.evaluate import evaluate
 from lat.workflows.seed import seed_config
