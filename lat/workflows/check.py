@@ -5,7 +5,7 @@ the schema itself (:func:`lat.config.schema.check_ranges`). Nothing here imports
 
 from __future__ import annotations
 
-from lat.config import Config, apply_overrides, load_config
+from lat.config import AlignConfig, Config, DataConfig, EvalConfig, ModelConfig, TrainConfig, apply_overrides, load_config
 from lat.core.errors import UserError
 from lat.core.precision import AUTOCAST, WEIGHT_DTYPES
 from lat.core.registry import unknown_name
@@ -25,6 +25,43 @@ def _one_of(setting: str, value: str | None, known: list[str], optional: bool = 
         raise unknown_name(setting, "", value, known)
 
 
+def _check_data(data: DataConfig, model: ModelConfig) -> None:
+    TASKS.check(data.task)
+    for probe in data.probes:
+        TASKS.check(probe.task, f"data.probes[{probe.name}].task")
+        _one_of(f"data.probes[{probe.name}].answer_source", probe.answer_source, ["field", "model"], optional=False)
+    if data.packing and model.attn_implementation not in PACKING_KERNELS:
+        raise UserError(f"data.packing: model.attn_implementation={model.attn_implementation} attends across packed examples; "
+                        f"use sdpa, eager or flex_attention, or data.packing=false")
+    _one_of("model.dtype", model.dtype, list(WEIGHT_DTYPES), optional=False)
+
+
+def _check_train(t: TrainConfig, probes: list[str]) -> None:
+    LOSSES.check(t.loss)
+    SCHEDULES.check(t.schedule)
+    START_FROM.check(t.start_from)
+    _one_of("train.precision", t.precision, PRECISIONS, optional=False)
+    if t.drift_alarm_kl is not None and not probes:
+        raise UserError("train.drift_alarm_kl: needs a probe set (data.probes)")
+    if t.drift_alarm_kl is not None and t.drift_alarm_probe is not None:
+        _one_of("train.drift_alarm_probe", t.drift_alarm_probe, probes)
+
+
+def _check_eval(e: EvalConfig, task: str) -> None:
+    JUDGES.check(e.judge.name)
+    for name in e.extra_judges:
+        JUDGES.check(name, "eval.extra_judges")
+    if e.utility:
+        TASK_METRICS.check(e.utility_task or task, "eval.utility_task" if e.utility_task else "data.task")
+    _one_of("eval.precision", e.precision, PRECISIONS)
+
+
+def _check_align(a: AlignConfig) -> None:
+    _one_of("align.precision", a.precision, PRECISIONS, optional=False)
+    _one_of("align.answer_precision", a.answer_precision, PRECISIONS)
+    _one_of("align.dtype", a.dtype, DTYPES)
+
+
 def check_config(cfg: Config) -> Config:
     """``cfg`` unchanged if every name it uses is registered and its settings agree.
 
@@ -32,34 +69,10 @@ def check_config(cfg: Config) -> Config:
         UserError: The first unknown name (setting, known names, closest match) or broken rule.
     """
     check_preview(cfg.preview)
-    TASKS.check(cfg.data.task)
-    for probe in cfg.data.probes:
-        TASKS.check(probe.task, f"data.probes[{probe.name}].task")
-        _one_of(f"data.probes[{probe.name}].answer_source", probe.answer_source, ["field", "model"], optional=False)
-    t = cfg.train
-    LOSSES.check(t.loss)
-    SCHEDULES.check(t.schedule)
-    START_FROM.check(t.start_from)
-    _one_of("train.precision", t.precision, PRECISIONS, optional=False)
-    if t.drift_alarm_kl is not None and not cfg.data.probes:
-        raise UserError("train.drift_alarm_kl: needs a probe set (data.probes)")
-    if cfg.data.packing and cfg.model.attn_implementation not in PACKING_KERNELS:
-        raise UserError(f"data.packing: model.attn_implementation={cfg.model.attn_implementation} attends across packed examples; "
-                        f"use sdpa, eager or flex_attention, or data.packing=false")
-    if t.drift_alarm_kl is not None and t.drift_alarm_probe is not None:
-        _one_of("train.drift_alarm_probe", t.drift_alarm_probe, [p.name for p in cfg.data.probes])
-    _one_of("model.dtype", cfg.model.dtype, list(WEIGHT_DTYPES), optional=False)
-    e = cfg.eval
-    JUDGES.check(e.judge.name)
-    for name in e.extra_judges:
-        JUDGES.check(name, "eval.extra_judges")
-    if e.utility:
-        TASK_METRICS.check(e.utility_task or cfg.data.task, "eval.utility_task" if e.utility_task else "data.task")
-    _one_of("eval.precision", e.precision, PRECISIONS)
-    a = cfg.align
-    _one_of("align.precision", a.precision, PRECISIONS, optional=False)
-    _one_of("align.answer_precision", a.answer_precision, PRECISIONS)
-    _one_of("align.dtype", a.dtype, DTYPES)
+    _check_data(cfg.data, cfg.model)
+    _check_train(cfg.train, [p.name for p in cfg.data.probes])
+    _check_eval(cfg.eval, cfg.data.task)
+    _check_align(cfg.align)
     return cfg
 
 
