@@ -18,9 +18,10 @@ $(BIN)/lat: setup.cfg pyproject.toml requirements.lock
 	$(BIN)/pip check
 	touch $(BIN)/lat
 
-# ruff (lint + import order) and mypy over the package; CI runs it before the tests.
+# ruff (lint, import order, format check) and mypy over the package; CI runs it before the tests.
 lint: setup
 	$(BIN)/ruff check lat tests experiments
+	$(BIN)/ruff format --check lat tests experiments
 	$(BIN)/mypy
 
 # Re-pin requirements.lock to what the venv holds now (after a deliberate upgrade).

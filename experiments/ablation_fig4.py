@@ -61,9 +61,15 @@ def main() -> None:
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     # The prefix sweep runs only virtual: its vanilla and real (m=6) points are the m sweep's.
-    plan = {"m": (SWEEPS["m"], None, [root / SWEEPS["m"]], lambda row: True),
-            "P": (SWEEPS["P"], ["virtual"], [root / SWEEPS["m"], root / SWEEPS["P"]],
-                  lambda row: row["paper_method"] != "LookAhead (real)" or row["setting"].startswith("m=6,"))}
+    plan = {
+        "m": (SWEEPS["m"], None, [root / SWEEPS["m"]], lambda row: True),
+        "P": (
+            SWEEPS["P"],
+            ["virtual"],
+            [root / SWEEPS["m"], root / SWEEPS["P"]],
+            lambda row: row["paper_method"] != "LookAhead (real)" or row["setting"].startswith("m=6,"),
+        ),
+    }
     for label, (name, modes, folders, keep) in plan.items():
         sweep = restricted_sweep(name, args.seeds, root, modes)
         code = lat("sweep", str(sweep), "--root", str(root), "--workers", str(args.workers), *args.overrides)

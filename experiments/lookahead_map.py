@@ -53,8 +53,16 @@ SLICES = {
     "skip": {"lr": [2e-4, 1e-3], "tuning": ["lora"], "epochs": [3], "modes": ["vanilla"], "m": [6], "mask_answer_tokens": [6]},
     "dropout": {"lr": [2e-4, 1e-3], "tuning": ["lora"], "epochs": [3], "modes": ["real", "virtual"], "m": [6], "dropout": [0.5]},
 }
-AXES = {"lr": "train.lr", "tuning": "lora.enabled", "epochs": "train.epochs", "modes": "preview.mode", "m": "preview.m",
-        "mask_preview": "preview.mask_preview", "mask_answer_tokens": "preview.mask_answer_tokens", "dropout": "preview.dropout"}
+AXES = {
+    "lr": "train.lr",
+    "tuning": "lora.enabled",
+    "epochs": "train.epochs",
+    "modes": "preview.mode",
+    "m": "preview.m",
+    "mask_preview": "preview.mask_preview",
+    "mask_answer_tokens": "preview.mask_answer_tokens",
+    "dropout": "preview.dropout",
+}
 """Slice axis -> setting; the variants' axes are not in map.yaml and are set only by their slices."""
 
 

@@ -68,8 +68,13 @@ def _preview(args: argparse.Namespace) -> int:
     from lat.data.records import read_records, write_records
 
     cfg = PreviewConfig(
-        mode=args.mode, m=args.m, m_min=args.m_min, m_max=args.m_max, prefix=args.P,
-        connector=args.connector, seed=args.seed,
+        mode=args.mode,
+        m=args.m,
+        m_min=args.m_min,
+        m_max=args.m_max,
+        prefix=args.P,
+        connector=args.connector,
+        seed=args.seed,
     )
     if args.prefix_pool:
         cfg.prefix_pool = list(args.prefix_pool)
@@ -217,7 +222,11 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", help="run folders, sweep folders or experiment folders (searched for finished runs)")
     p.add_argument("--out", default=None, help="output folder (default: reports/<name of the first argument>)")
     p.add_argument("--group-by", default=None, help="comma-separated dotted config keys that define a row (default: the keys that differ, minus run.seed)")
-    p.add_argument("--map", action="store_true", help="also write the map: each preview against Vanilla FT of the same learning rate, epochs, LoRA or full (map.md, map_deltas.png, map_kl.png)")
+    p.add_argument(
+        "--map",
+        action="store_true",
+        help="also write the map: each preview against Vanilla FT of the same learning rate, epochs, LoRA or full (map.md, map_deltas.png, map_kl.png)",
+    )
 
 
 def _report(args: argparse.Namespace) -> int:

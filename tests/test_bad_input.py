@@ -29,17 +29,41 @@ GOOD_ROW = {"question": "What is 2 + 3?", "answer": "2 + 3 = 5\n#### 5"}
 CASES = {
     # ---- data files
     "data: missing file": ({}, ["train", *SMOKE, "data.train_path={tmp}/none.jsonl"], r"none\.jsonl.*(not found|no such|does not exist)"),
-    "data: invalid JSON line": ({"d.jsonl": _jsonl([GOOD_ROW, '{"question": "q", '])}, ["train", *SMOKE, "data.train_path={tmp}/d.jsonl"], r"d\.jsonl: line 2: invalid JSON"),
-    "data: missing field": ({"d.jsonl": _jsonl([{"question": "q"}])}, ["train", *SMOKE, "data.train_path={tmp}/d.jsonl"], r"d\.jsonl: line 1: field 'answer': missing"),
-    "data: field of wrong type": ({"d.jsonl": _jsonl([{"question": "q", "answer": 4}])}, ["train", *SMOKE, "data.train_path={tmp}/d.jsonl"], r"line 1: field 'answer': expected a string, got int"),
-    "data: empty answer": ({"d.jsonl": _jsonl([{"question": "q", "answer": " "}])}, ["train", *SMOKE, "data.train_path={tmp}/d.jsonl"], r"line 1: field 'answer': empty"),
+    "data: invalid JSON line": (
+        {"d.jsonl": _jsonl([GOOD_ROW, '{"question": "q", '])},
+        ["train", *SMOKE, "data.train_path={tmp}/d.jsonl"],
+        r"d\.jsonl: line 2: invalid JSON",
+    ),
+    "data: missing field": (
+        {"d.jsonl": _jsonl([{"question": "q"}])},
+        ["train", *SMOKE, "data.train_path={tmp}/d.jsonl"],
+        r"d\.jsonl: line 1: field 'answer': missing",
+    ),
+    "data: field of wrong type": (
+        {"d.jsonl": _jsonl([{"question": "q", "answer": 4}])},
+        ["train", *SMOKE, "data.train_path={tmp}/d.jsonl"],
+        r"line 1: field 'answer': expected a string, got int",
+    ),
+    "data: empty answer": (
+        {"d.jsonl": _jsonl([{"question": "q", "answer": " "}])},
+        ["train", *SMOKE, "data.train_path={tmp}/d.jsonl"],
+        r"line 1: field 'answer': empty",
+    ),
     "data: empty file": ({"d.jsonl": ""}, ["train", *SMOKE, "data.train_path={tmp}/d.jsonl"], r"d\.jsonl: .*(no records|empty)"),
     "data: record not an object": ({"d.jsonl": "[1, 2]\n"}, ["train", *SMOKE, "data.train_path={tmp}/d.jsonl"], r"d\.jsonl: line 1: .*object"),
     "data: unknown extension": ({"d.txt": "hello\n"}, ["train", *SMOKE, "data.train_path={tmp}/d.txt"], r"d\.txt: .*format"),
     "data: csv without the column": ({"d.csv": "question,solution\nq,a\n"}, ["train", *SMOKE, "data.train_path={tmp}/d.csv"], r"d\.csv: .*field 'answer'"),
     "data: json file that is not a list": ({"d.json": json.dumps({"question": "q"})}, ["train", *SMOKE, "data.train_path={tmp}/d.json"], r"d\.json: .*list"),
-    "data: nothing fits max_length": ({"d.jsonl": _jsonl([GOOD_ROW])}, ["train", *SMOKE, "data.train_path={tmp}/d.jsonl", "data.max_length=8"], r"no example fits data\.max_length=8"),
-    "data: holdout larger than the data": ({"d.jsonl": _jsonl([GOOD_ROW] * 3)}, ["train", *SMOKE, "data.train_path={tmp}/d.jsonl", "data.val_size=5"], r"data\.val_size: 5 leaves no training records"),
+    "data: nothing fits max_length": (
+        {"d.jsonl": _jsonl([GOOD_ROW])},
+        ["train", *SMOKE, "data.train_path={tmp}/d.jsonl", "data.max_length=8"],
+        r"no example fits data\.max_length=8",
+    ),
+    "data: holdout larger than the data": (
+        {"d.jsonl": _jsonl([GOOD_ROW] * 3)},
+        ["train", *SMOKE, "data.train_path={tmp}/d.jsonl", "data.val_size=5"],
+        r"data\.val_size: 5 leaves no training records",
+    ),
     # ---- config overrides
     "override: unknown key": ({}, ["train", *SMOKE, "train.nope=1"], r"unknown key 'train\.nope'"),
     "override: wrong type": ({}, ["train", *SMOKE, "train.lr=fast"], r"train\.lr"),
@@ -65,9 +89,21 @@ CASES = {
     # ---- sweep files
     "sweep: invalid YAML": ({"s.yaml": "parameters: [\n"}, ["sweep", "{tmp}/s.yaml", "--root", "{tmp}/sw"], r"s\.yaml"),
     "sweep: no parameters": ({"s.yaml": "method: grid\n"}, ["sweep", "{tmp}/s.yaml", "--root", "{tmp}/sw"], r"s\.yaml.*parameters"),
-    "sweep: unknown method": ({"s.yaml": "method: telepathy\nparameters:\n  train.lr: {values: [1]}\n"}, ["sweep", "{tmp}/s.yaml", "--root", "{tmp}/sw"], r"s\.yaml.*telepathy"),
-    "sweep: unknown parameter": ({"s.yaml": "method: grid\nparameters:\n  train.nope: {values: [1]}\n"}, ["sweep", "{tmp}/s.yaml", "--root", "{tmp}/sw"], r"train\.nope"),
-    "sweep: parameter without values": ({"s.yaml": "method: grid\nparameters:\n  train.lr: {}\n"}, ["sweep", "{tmp}/s.yaml", "--root", "{tmp}/sw"], r"train\.lr"),
+    "sweep: unknown method": (
+        {"s.yaml": "method: telepathy\nparameters:\n  train.lr: {values: [1]}\n"},
+        ["sweep", "{tmp}/s.yaml", "--root", "{tmp}/sw"],
+        r"s\.yaml.*telepathy",
+    ),
+    "sweep: unknown parameter": (
+        {"s.yaml": "method: grid\nparameters:\n  train.nope: {values: [1]}\n"},
+        ["sweep", "{tmp}/s.yaml", "--root", "{tmp}/sw"],
+        r"train\.nope",
+    ),
+    "sweep: parameter without values": (
+        {"s.yaml": "method: grid\nparameters:\n  train.lr: {}\n"},
+        ["sweep", "{tmp}/s.yaml", "--root", "{tmp}/sw"],
+        r"train\.lr",
+    ),
     # ---- CLI arguments
     "cli: unknown command": ({}, ["frobnicate"], r"invalid choice: 'frobnicate'"),
     "cli: argument without a value": ({}, ["train", *SMOKE, "--train.lr"], r"unrecognized arguments: --train\.lr"),
@@ -75,7 +111,11 @@ CASES = {
     "cli: report of a missing folder": ({}, ["report", "{tmp}/nothing"], r"nothing"),
     # ---- models and run folders
     "model: no such folder": ({}, ["train", *SMOKE, "model.name_or_path={tmp}/no_model"], r"no_model"),
-    "model: truncated weights": ({"m/config.json": "{}", "m/model.safetensors": "trunc"}, ["train", *SMOKE, "model.name_or_path={tmp}/m"], r"m\b.*(load|config|weights|safetensors)"),
+    "model: truncated weights": (
+        {"m/config.json": "{}", "m/model.safetensors": "trunc"},
+        ["train", *SMOKE, "model.name_or_path={tmp}/m"],
+        r"m\b.*(load|config|weights|safetensors)",
+    ),
     "run folder: resume without a folder": ({}, ["train", *SMOKE, "run.resume=true"], r"no run folder to resume"),
     "eval: missing adapter": ({}, ["eval", *SMOKE, "model.adapter_path={tmp}/no_adapter"], r"no_adapter"),
 }

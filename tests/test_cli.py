@@ -35,8 +35,25 @@ def test_preview_matches_reference_script_byte_for_byte(tmp_path, smol_tok, shar
     src = shared_datasets / "gsm8k" / "test.jsonl"
     records = [json.loads(line) for line in open(src)]
     out = tmp_path / f"out.{fmt}"
-    args = ["preview", "--input_file", str(src), "--output_file", str(out), "--input_format", "jsonl",
-            "--output_format", fmt, "--input_field", "question", "--output_field", "answer", "--mode", mode, "--m", str(m)]
+    args = [
+        "preview",
+        "--input_file",
+        str(src),
+        "--output_file",
+        str(out),
+        "--input_format",
+        "jsonl",
+        "--output_format",
+        fmt,
+        "--input_field",
+        "question",
+        "--output_field",
+        "answer",
+        "--mode",
+        mode,
+        "--m",
+        str(m),
+    ]
     if mode == "real":
         args += ["--tokenizer_path", str(embedded_model_dir(build=False))]
     assert main(args) == 0
@@ -46,8 +63,28 @@ def test_preview_matches_reference_script_byte_for_byte(tmp_path, smol_tok, shar
 def test_preview_samsum_json_with_hyphenated_options(tmp_path, smol_tok, shared_datasets):
     src = shared_datasets / "samsum" / "test.json"
     out = tmp_path / "o.json"
-    assert main(["preview", "--input-file", str(src), "--output-file", str(out), "--input-field", "dialogue",
-                 "--output-field", "summary", "--mode", "real", "--m", "4", "--tokenizer-path", "embedded"]) == 0
+    assert (
+        main(
+            [
+                "preview",
+                "--input-file",
+                str(src),
+                "--output-file",
+                str(out),
+                "--input-field",
+                "dialogue",
+                "--output-field",
+                "summary",
+                "--mode",
+                "real",
+                "--m",
+                "4",
+                "--tokenizer-path",
+                "embedded",
+            ]
+        )
+        == 0
+    )
     records = json.load(open(src))
     assert out.read_text(encoding="utf-8") == reference_script_output(records, "real", "dialogue", "summary", smol_tok, 4, "json")
 

@@ -43,8 +43,16 @@ def _schema_classes():
 def test_every_field_has_a_docstring():
     classes = _schema_classes()
     assert {c.__name__ for c in classes} >= {
-        "Config", "ModelConfig", "LoraConfig", "DataConfig", "ProbeConfig", "PreviewConfig",
-        "TrainConfig", "EvalConfig", "LoggingConfig", "RunConfig",
+        "Config",
+        "ModelConfig",
+        "LoraConfig",
+        "DataConfig",
+        "ProbeConfig",
+        "PreviewConfig",
+        "TrainConfig",
+        "EvalConfig",
+        "LoggingConfig",
+        "RunConfig",
     }
     for cls in classes:
         docs = _field_docstrings(cls)

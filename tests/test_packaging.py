@@ -53,8 +53,9 @@ def test_a_wheel_carries_the_configs_and_runs_the_smoke_experiment_outside_the_c
     import sys
 
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)], check=True, capture_output=True
+    )
     (wheel,) = wheels.glob("lat-*.whl")
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)], check=True, capture_output=True)
@@ -64,15 +65,17 @@ def test_a_wheel_carries_the_configs_and_runs_the_smoke_experiment_outside_the_c
     env.pop("LAT_CONFIG_DIR", None)
     where = subprocess.run([sys.executable, "-c", "import lat; print(lat.__file__)"], cwd=elsewhere, env=env, capture_output=True, text=True)
     assert where.stdout.strip().startswith(str(site))  # the installed wheel, not the checkout
-    res = subprocess.run([sys.executable, "-m", "lat", "run", "experiment=smoke", f"run.root={tmp_path / 'runs'}"],
-                         cwd=elsewhere, env=env, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "lat", "run", "experiment=smoke", f"run.root={tmp_path / 'runs'}"], cwd=elsewhere, env=env, capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "runs" / "smoke" / "results.csv").is_file()
 
 
 def test_the_lock_pins_every_declared_package_but_torch():
-    locked = {_name(line.split("==")[0]): line.split("==")[1] for line in (ROOT / "requirements.lock").read_text().splitlines()
-              if line and not line.startswith("#")}
+    locked = {
+        _name(line.split("==")[0]): line.split("==")[1] for line in (ROOT / "requirements.lock").read_text().splitlines() if line and not line.startswith("#")
+    }
     declared = set(_setup_cfg()) - {"torch"}
     assert declared <= set(locked), sorted(declared - set(locked))
     assert "torch" not in locked  # installed first from the Makefile's TORCH (CPU or CUDA build)

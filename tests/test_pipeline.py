@@ -47,8 +47,9 @@ def test_smoke_main_job_end_to_end_and_resume(tmp_path, cache, capsys):
 
 
 def test_interrupted_method_is_resumed_not_recomputed(tmp_path, cache):
-    cfg = load_config(["experiment=smoke", f"run.root={tmp_path / 'runs'}", "train.keep_checkpoint=false",
-                       "methods=[{name: vanilla, overrides: [preview.mode=vanilla]}]"])
+    cfg = load_config(
+        ["experiment=smoke", f"run.root={tmp_path / 'runs'}", "train.keep_checkpoint=false", "methods=[{name: vanilla, overrides: [preview.mode=vanilla]}]"]
+    )
     root = run_experiment(cfg)
     assert not (root / "vanilla" / "checkpoints" / "last.ckpt").exists()
     (root / "vanilla" / DONE).unlink()  # as if killed after training, before the stage was marked
@@ -104,9 +105,16 @@ def test_every_method_of_experiment_full_runs_on_the_tiny_model_and_reports(tmp_
     configs = {r.path.name: r for r in find_runs([root])}
     assert configs["constrained"].config["train.loss"] == "constrained" and configs["constrained"].config["method"] == "constrained"
     assert {name: paper_method(r) for name, r in configs.items()} == {
-        "seed": "Seed", "vanilla": "Vanilla FT", "real": "LookAhead (real)", "virtual": "LookAhead (virtual)",
-        "sdft": "SDFT", "constrained": "Constrained SFT", "real_constrained": None, "mixing": None,
-        "adaptive": None}
+        "seed": "Seed",
+        "vanilla": "Vanilla FT",
+        "real": "LookAhead (real)",
+        "virtual": "LookAhead (virtual)",
+        "sdft": "SDFT",
+        "constrained": "Constrained SFT",
+        "real_constrained": None,
+        "mixing": None,
+        "adaptive": None,
+    }
     assert "data/train/sdft_rewrites_kept" in metrics["sdft"]
     assert 0 < metrics["adaptive"]["data/train/preview_tokens"] <= 6 * metrics["adaptive"]["data/train/examples"]
 
@@ -125,8 +133,18 @@ def test_the_safety_sft_ignores_the_experiments_data_and_preview_settings_its_se
     from lat.workflows.seed import sft_config
 
     plain = load_config(["experiment=smoke"])
-    busy = load_config(["experiment=smoke", "data.packing=true", "data.safety_mix=0.5", "data.group_by_length=false",
-                        "data.input_field=question", "data.sdft=true", "preview.mask_answer_tokens=2", "preview.connector=X"])
+    busy = load_config(
+        [
+            "experiment=smoke",
+            "data.packing=true",
+            "data.safety_mix=0.5",
+            "data.group_by_length=false",
+            "data.input_field=question",
+            "data.sdft=true",
+            "preview.mask_answer_tokens=2",
+            "preview.connector=X",
+        ]
+    )
     assert seed_identity(busy) == seed_identity(plain)  # one cached seed for both ...
     assert sft_config(busy, tmp_path / "d.jsonl", tmp_path) == sft_config(plain, tmp_path / "d.jsonl", tmp_path)  # ... built alike
     longer = load_config(["experiment=smoke", "data.max_length=48"])
@@ -181,8 +199,16 @@ def test_merging_adds_the_fp32_adapter_product_to_the_base_in_the_models_dtype()
 def test_the_align_table_shows_every_judges_rates_not_per_category_ones():
     from lat.workflows.evaluate import format_comparison
 
-    metrics = {"safety/rsr": 0.9, "safety/rsr/n": 44, "safety/rsr/malware": 0.75, "safety/embedding/rsr": 0.95,
-               "safety/embedding/rsr/unjudged": 0, "safety/embedding/jsr@3": 0.25, "utility/gsm8k_acc": 0.03, "utility/n": 32}
+    metrics = {
+        "safety/rsr": 0.9,
+        "safety/rsr/n": 44,
+        "safety/rsr/malware": 0.75,
+        "safety/embedding/rsr": 0.95,
+        "safety/embedding/rsr/unjudged": 0,
+        "safety/embedding/jsr@3": 0.25,
+        "utility/gsm8k_acc": 0.03,
+        "utility/n": 32,
+    }
     rows = [line.split(" | ")[0].lstrip("| ") for line in format_comparison({"base": metrics, "seed": metrics}).splitlines()[2:]]
     assert rows == ["safety/rsr", "safety/embedding/rsr", "safety/embedding/jsr@3", "utility/gsm8k_acc"]
 
@@ -194,8 +220,7 @@ def test_the_seed_of_a_base_with_a_start_adapter_is_aligned_from_base_plus_adapt
     from lat.workflows.seed import build_seed
     from lat.workflows.train import train
 
-    first = train(load_config(["experiment=smoke", f"run.root={tmp_path / 'runs'}", "run.name=first", "train.lr=0.05",
-                               "eval.during_training=false"]))
+    first = train(load_config(["experiment=smoke", f"run.root={tmp_path / 'runs'}", "run.name=first", "train.lr=0.05", "eval.during_training=false"]))
     adapter = str(first.run_dir / "adapter")
     # a vanishing SFT learning rate: the seed must be its starting point, base + adapter
     cfg = load_config(["experiment=smoke", f"model.adapter_path={adapter}", "align.lr=1e-30"])

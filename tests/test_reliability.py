@@ -25,8 +25,13 @@ from tests.conftest import ROOT
 # random stream matters; a checkpoint every 3 steps; divergence every 2 steps; evaluation at
 # both epoch ends.
 FAULT_RUN = [
-    "experiment=smoke", "data.train_path=pkg:assets/arithmetic_train.jsonl", "data.max_train_samples=32",
-    "train.max_steps=-1", "train.epochs=2", "train.checkpoint_every_n_steps=3", "train.divergence_every_n_steps=2",
+    "experiment=smoke",
+    "data.train_path=pkg:assets/arithmetic_train.jsonl",
+    "data.max_train_samples=32",
+    "train.max_steps=-1",
+    "train.epochs=2",
+    "train.checkpoint_every_n_steps=3",
+    "train.divergence_every_n_steps=2",
 ]
 
 CHILD = textwrap.dedent("""
@@ -97,8 +102,9 @@ def test_sigterm_and_sigint_save_a_checkpoint_and_exit_cleanly(tmp_path, uninter
     name = signal.Signals(sig).name
     assert res.returncode == 128 + sig, res.stderr[-2000:]
     lines = [line for line in res.stderr.splitlines() if line.startswith("lat:")]
-    assert lines == [f"lat: stopped by {name} after step 10; checkpoint saved to {tmp_path / 'stopped' / 'checkpoints' / 'last.ckpt'}; "
-                     "continue with run.resume=true"]
+    assert lines == [
+        f"lat: stopped by {name} after step 10; checkpoint saved to {tmp_path / 'stopped' / 'checkpoints' / 'last.ckpt'}; continue with run.resume=true"
+    ]
     assert "Traceback" not in res.stderr and _ckpt_step(tmp_path / "stopped") == 10
     assert main(["train", *args, "run.resume=true"]) == 0
     assert _results(tmp_path / "stopped") == uninterrupted
@@ -139,8 +145,14 @@ def test_secrets_never_reach_a_saved_or_logged_config(tmp_path, monkeypatch):
     key = "sk-test-0123456789abcdef"
     monkeypatch.setenv("OPENAI_API_KEY", key)
     monkeypatch.setenv("WANDB_MODE", "offline")
-    args = ["experiment=smoke", f"run.root={tmp_path}", "run.name=secret", "logging.wandb_mode=offline",
-            f"eval.judge.llm_base_url=https://example.invalid/v1?key={key}", f"logging.tags=[{key}]"]
+    args = [
+        "experiment=smoke",
+        f"run.root={tmp_path}",
+        "run.name=secret",
+        "logging.wandb_mode=offline",
+        f"eval.judge.llm_base_url=https://example.invalid/v1?key={key}",
+        f"logging.tags=[{key}]",
+    ]
     monkeypatch.setattr(sys, "argv", ["lat", "train", *args])  # W&B records the command line
     assert main(["train", *args]) == 0
     run = tmp_path / "secret"

@@ -32,8 +32,13 @@ def map_runs(tmp_path):
         for mode in ("vanilla", "real"):
             for s in (0, 1):
                 k = SAFE[(mode, lr)]
-                path = _run(root, f"{mode}-{lr}-{s}", [f"preview.mode={mode}", f"train.lr={lr}", f"run.seed={s}"],
-                            {"safety/rsr": k / N, "utility/gsm8k_acc": 0.5}, [0.3 if mode == "vanilla" else 0.1, 0.05])
+                path = _run(
+                    root,
+                    f"{mode}-{lr}-{s}",
+                    [f"preview.mode={mode}", f"train.lr={lr}", f"run.seed={s}"],
+                    {"safety/rsr": k / N, "utility/gsm8k_acc": 0.5},
+                    [0.3 if mode == "vanilla" else 0.1, 0.05],
+                )
                 _samples(path, [i < k for i in range(N)], [i < 20 for i in range(N)])
     return root
 
@@ -159,9 +164,11 @@ def test_the_report_covers_every_slice_run_so_far_and_previews_meet_vanilla_of_a
 
 def test_variant_slices_run_the_epochs_cells_with_one_variant_each_and_leave_other_slices_alone(tmp_path):
     script = _script()
-    for name, key, value, modes in (("masked", "preview.mask_preview", True, {"real", "virtual"}),
-                                    ("skip", "preview.mask_answer_tokens", 6, {"vanilla"}),
-                                    ("dropout", "preview.dropout", 0.5, {"real", "virtual"})):
+    for name, key, value, modes in (
+        ("masked", "preview.mask_preview", True, {"real", "virtual"}),
+        ("skip", "preview.mask_answer_tokens", 6, {"vanilla"}),
+        ("dropout", "preview.dropout", 0.5, {"real", "virtual"}),
+    ):
         points, _ = plan(read_sweep(script.slice_sweep(name, script.SLICES[name], 3, tmp_path)), [])
         assert {p.values[key] for p in points} == {value} and {p.values["preview.mode"] for p in points} == modes
         assert {(p.values["train.lr"], p.values["train.epochs"], p.values["lora.enabled"]) for p in points} == {(2e-4, 3, True), (1e-3, 3, True)}
@@ -176,8 +183,13 @@ def test_variants_meet_the_plain_vanilla_of_their_cell_and_are_not_the_papers_me
     root = tmp_path / "runs"
     seed = _run(root, "seed", [], {"safety/rsr": 36 / N}, trained=False)
     _samples(seed, [i < 36 for i in range(N)], [True] * 4)
-    runs = {"vanilla": (["preview.mode=vanilla"], 10), "skip": (["preview.mode=vanilla", "preview.mask_answer_tokens=6"], 14), "real": (["preview.mode=real"], 20),
-            "masked": (["preview.mode=real", "preview.mask_preview=true"], 30), "dropout": (["preview.mode=real", "preview.dropout=0.5"], 24)}
+    runs = {
+        "vanilla": (["preview.mode=vanilla"], 10),
+        "skip": (["preview.mode=vanilla", "preview.mask_answer_tokens=6"], 14),
+        "real": (["preview.mode=real"], 20),
+        "masked": (["preview.mode=real", "preview.mask_preview=true"], 30),
+        "dropout": (["preview.mode=real", "preview.dropout=0.5"], 24),
+    }
     for name, (overrides, safe) in runs.items():
         path = _run(root, name, ["train.lr=0.001", *overrides], {"safety/rsr": safe / N})
         _samples(path, [i < safe for i in range(N)], [True] * 4)

@@ -36,13 +36,29 @@ def runs(tmp_path):
     root = tmp_path / "sweep"
     _run(root, "seed", [], {"safety/rsr": 0.95, "safety/jsr@3": 0.2, "utility/gsm8k_acc": 0.1}, trained=False)
     for seed, (rsr, acc, kl1) in enumerate([(0.8, 0.30, 0.20), (0.6, 0.40, 0.30)]):
-        _run(root, f"van{seed}", ["preview.mode=vanilla", "preview.m=4", f"run.seed={seed}"],
-             {"safety/rsr": rsr, "safety/jsr@3": 0.1, "utility/gsm8k_acc": acc}, [kl1, 0.1, 0.05])
+        _run(
+            root,
+            f"van{seed}",
+            ["preview.mode=vanilla", "preview.m=4", f"run.seed={seed}"],
+            {"safety/rsr": rsr, "safety/jsr@3": 0.1, "utility/gsm8k_acc": acc},
+            [kl1, 0.1, 0.05],
+        )
     for m in (1, 4):
         for seed in (0, 1):
-            _run(root, f"real{m}-{seed}", ["preview.mode=real", f"preview.m={m}", f"run.seed={seed}"],
-                 {"safety/rsr": 0.9, "safety/jsr@3": 0.15, "utility/gsm8k_acc": 0.2 + 0.01 * m}, [0.05 * m, 0.02, 0.01])
-    _run(root, "virt0", ["preview.mode=virtual", "run.seed=0", "train.keep_checkpoint=false"], {"safety/rsr": 0.93, "safety/jsr@3": 0.12, "utility/gsm8k_acc": 0.25}, [0.1, 0.03, 0.02])
+            _run(
+                root,
+                f"real{m}-{seed}",
+                ["preview.mode=real", f"preview.m={m}", f"run.seed={seed}"],
+                {"safety/rsr": 0.9, "safety/jsr@3": 0.15, "utility/gsm8k_acc": 0.2 + 0.01 * m},
+                [0.05 * m, 0.02, 0.01],
+            )
+    _run(
+        root,
+        "virt0",
+        ["preview.mode=virtual", "run.seed=0", "train.keep_checkpoint=false"],
+        {"safety/rsr": 0.93, "safety/jsr@3": 0.12, "utility/gsm8k_acc": 0.25},
+        [0.1, 0.03, 0.02],
+    )
     (root / "unfinished").mkdir()
     (root / "unfinished" / "config.yaml").write_text("{}")  # no metrics.json: skipped
     return root
@@ -87,8 +103,18 @@ def test_no_runs_is_a_clear_error(tmp_path, capsys):
 
 def _samples(path: Path, safe: list[bool], correct: list[bool]) -> None:
     rows = [{"epoch": 0, "step": 0, "metric": "rsr", "prompt": "stale", "prefix": "", "label": "unsafe"}]  # an earlier evaluation
-    rows += [{"epoch": 0, "step": 4, "metric": "rsr", "prompt": f"p{i}", "prefix": "", "label": "safe" if s else "unsafe",
-              "label_embedding": "unjudged" if i == 0 else ("safe" if s else "unsafe")} for i, s in enumerate(safe)]
+    rows += [
+        {
+            "epoch": 0,
+            "step": 4,
+            "metric": "rsr",
+            "prompt": f"p{i}",
+            "prefix": "",
+            "label": "safe" if s else "unsafe",
+            "label_embedding": "unjudged" if i == 0 else ("safe" if s else "unsafe"),
+        }
+        for i, s in enumerate(safe)
+    ]
     rows += [{"epoch": 0, "step": 4, "metric": "utility/gsm8k", "prompt": f"q{i}", "correct": c, "correct_last_number": c} for i, c in enumerate(correct)]
     (path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 

@@ -9,12 +9,15 @@ import pytest
 from lat.reporting.stats import paired_bootstrap, wilson_interval
 
 
-@pytest.mark.parametrize("k, n, low, high", [
-    (5, 10, 0.2366, 0.7634),   # the textbook case
-    (0, 10, 0.0, 0.2775),      # all failures: the upper bound is z^2 / (n + z^2)
-    (10, 10, 0.7225, 1.0),
-    (42, 44, 0.8487, 0.9874),  # the quickstart seed's 42 / 44 refusals
-])
+@pytest.mark.parametrize(
+    "k, n, low, high",
+    [
+        (5, 10, 0.2366, 0.7634),  # the textbook case
+        (0, 10, 0.0, 0.2775),  # all failures: the upper bound is z^2 / (n + z^2)
+        (10, 10, 0.7225, 1.0),
+        (42, 44, 0.8487, 0.9874),  # the quickstart seed's 42 / 44 refusals
+    ],
+)
 def test_wilson_matches_hand_computed_bounds(k, n, low, high):
     lo, hi = wilson_interval(k, n)
     assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
@@ -41,7 +44,7 @@ def test_bootstrap_of_identical_and_opposite_outcomes():
 
 def test_bootstrap_is_seeded_and_pairs_matter():
     a = [1] * 20 + [0] * 20
-    b = [1] * 20 + [0] * 18 + [1] * 2   # two prompts flip from unsafe to safe
+    b = [1] * 20 + [0] * 18 + [1] * 2  # two prompts flip from unsafe to safe
     d1, d2 = paired_bootstrap(a, b, seed=3), paired_bootstrap(a, b, seed=3)
     assert d1 == d2 and d1.delta == pytest.approx(0.05) and d1.low == 0.0 and not d1.significant
     # The same 2-in-40 change, unpaired, would need a much wider interval; paired, the

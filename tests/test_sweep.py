@@ -44,7 +44,9 @@ def test_grid_expansion_matches_hand_computed_points(tmp_path):
 
 
 def test_random_expansion_is_seeded_and_within_bounds(tmp_path):
-    path = _write(tmp_path, """\
+    path = _write(
+        tmp_path,
+        """\
         method: random
         run_cap: 50
         seed: 3
@@ -53,7 +55,8 @@ def test_random_expansion_is_seeded_and_within_bounds(tmp_path):
           lora.r: {min: 2, max: 6}
           lora.dropout: {distribution: uniform, min: 0.0, max: 0.2}
           preview.mode: {values: [vanilla, real]}
-        """)
+        """,
+    )
     a, b = expand(read_sweep(path)), expand(read_sweep(path))
     assert a == b and len(a) == 50
     assert all(1e-5 <= p["train.lr"] <= 1e-3 for p in a)
@@ -94,7 +97,9 @@ def test_grid_rejects_continuous_and_local_runner_rejects_bayes(tmp_path):
         expand(bayes)
 
 
-@pytest.mark.parametrize("value", ["Let's solve this problem. ", "a: b", "null", "1e-4", " lead", "back\\slash 'q'", 3, 2e-4, 1e-05, 1e20, True, None, [0.5, 0.999]])
+@pytest.mark.parametrize(
+    "value", ["Let's solve this problem. ", "a: b", "null", "1e-4", " lead", "back\\slash 'q'", 3, 2e-4, 1e-05, 1e20, True, None, [0.5, 0.999]]
+)
 def test_format_value_round_trips_through_the_config_parser(value):
     from omegaconf import OmegaConf
 
@@ -107,17 +112,30 @@ def test_args_and_args_no_hyphens_command_forms_both_parse(tmp_path):
     from lat.config.sweep import overrides
 
     for macro in ("${args}", "${args_no_hyphens}"):
-        sweep = read_sweep(_write(tmp_path, f"method: grid\nparameters: {{lora.r: {{value: 16}}}}\ncommand:\n  - ${{interpreter}}\n  - -m\n  - lat\n  - train\n  - experiment=smoke\n  - {macro}\n"))
+        sweep = read_sweep(
+            _write(
+                tmp_path,
+                f"method: grid\nparameters: {{lora.r: {{value: 16}}}}\ncommand:\n  - ${{interpreter}}\n  - -m\n  - lat\n  - train\n  - experiment=smoke\n  - {macro}\n",
+            )
+        )
         cmd = command(sweep, overrides(point))
         assert cmd[:4] == [sys.executable, "-m", "lat", "train"]
         assert all(a.startswith("--") for a in cmd[5:]) == (macro == "${args}")
         cfg = load_config(cmd[4:])
         assert (cfg.preview.prefix, cfg.preview.mode, cfg.train.lr, cfg.lora.r, cfg.experiment) == (
-            "Let's deal with this situation. ", "virtual", 1e-4, 16, "smoke")
+            "Let's deal with this situation. ",
+            "virtual",
+            1e-4,
+            16,
+            "smoke",
+        )
 
 
 def test_points_with_the_same_resolved_config_run_once(tmp_path):
-    sweep = read_sweep(_write(tmp_path, """\
+    sweep = read_sweep(
+        _write(
+            tmp_path,
+            """\
         method: grid
         parameters:
           preview.mode: {values: [vanilla, real]}
@@ -127,7 +145,9 @@ def test_points_with_the_same_resolved_config_run_once(tmp_path):
           - train
           - experiment=smoke
           - ${args_no_hyphens}
-        """))
+        """,
+        )
+    )
     points, _ = plan(sweep, [])
     vanilla = [p for p in points if p.values["preview.mode"] == "vanilla"]
     assert [p.status for p in vanilla] == ["pending", "same", "same"]
@@ -136,13 +156,18 @@ def test_points_with_the_same_resolved_config_run_once(tmp_path):
 
 
 def test_keeping_the_checkpoint_does_not_make_another_point(tmp_path):
-    sweep = read_sweep(_write(tmp_path, """\
+    sweep = read_sweep(
+        _write(
+            tmp_path,
+            """\
         method: grid
         parameters:
           train.keep_checkpoint: {values: [true, false]}
           train.lr: {values: [1.0e-3, 1.0e-2]}
         command: [lat, train, experiment=smoke, "${args_no_hyphens}"]
-        """))
+        """,
+        )
+    )
     points, _ = plan(sweep, [])
     assert [(p.values["train.keep_checkpoint"], p.status) for p in points] == [(True, "pending")] * 2 + [(False, "same")] * 2
 
@@ -178,7 +203,10 @@ def _fake_sweep(tmp_path, monkeypatch, ranks="[4, 13, 8]"):
     monkeypatch.setenv("FAKE_TRAIN_LOG", str(tmp_path / "calls.log"))
     script = tmp_path / "fake_train.py"
     script.write_text(FAKE_TRAIN)
-    return read_sweep(_write(tmp_path, f"""\
+    return read_sweep(
+        _write(
+            tmp_path,
+            f"""\
         name: fake
         method: grid
         parameters:
@@ -187,7 +215,9 @@ def _fake_sweep(tmp_path, monkeypatch, ranks="[4, 13, 8]"):
           - ${{interpreter}}
           - {script}
           - ${{args_no_hyphens}}
-        """))
+        """,
+        )
+    )
 
 
 def test_runner_records_a_failure_goes_on_and_skips_finished_points_on_rerun(tmp_path, monkeypatch):

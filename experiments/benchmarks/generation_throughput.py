@@ -38,9 +38,15 @@ def one_at_a_time(model, tok, prompts, new_tokens):
     out = []
     for p in prompts:
         ids = torch.tensor([p])
-        seq = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False,
-                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-        out.append(seq[0, len(p):].tolist())
+        seq = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+        out.append(seq[0, len(p) :].tolist())
     return out
 
 

@@ -76,8 +76,10 @@ def main() -> None:
                 step(module, opt, batch, cast)
             total = sum(e.self_cpu_time_total for e in prof.key_averages())
             tokens = int(batch["attention_mask"].sum())
-            print(f"\n## dropout {dropout}, attention {attn}, dtype {dtype}, autocast {cast or 'none'}: batch {tuple(batch['input_ids'].shape)}, "
-                  f"median step {statistics.median(times):.2f} s ({tokens / statistics.median(times):.0f} tokens/s)")
+            print(
+                f"\n## dropout {dropout}, attention {attn}, dtype {dtype}, autocast {cast or 'none'}: batch {tuple(batch['input_ids'].shape)}, "
+                f"median step {statistics.median(times):.2f} s ({tokens / statistics.median(times):.0f} tokens/s)"
+            )
             print("| operator | self CPU s | share |\n|---|---|---|")
             for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[: args.top]:
                 print(f"| {e.key} | {e.self_cpu_time_total / 1e6:.2f} | {e.self_cpu_time_total / total:.1%} |")

@@ -216,10 +216,24 @@ def run_hf(args, cfg) -> dict:
         tok.pad_token = tok.eos_token
     with tempfile.TemporaryDirectory() as out:
         targs = TrainingArguments(
-            output_dir=out, per_device_train_batch_size=args.batch, max_steps=args.steps, learning_rate=2e-4,
-            adam_beta1=0.5, adam_beta2=0.999, weight_decay=0.0, lr_scheduler_type="constant", warmup_steps=0,
-            max_grad_norm=1.0, logging_steps=10, report_to=[], save_strategy="no", use_cpu=args.device == "cpu", disable_tqdm=True,
-            dataloader_num_workers=0, seed=0, bf16=args.precision.startswith("bf16"),
+            output_dir=out,
+            per_device_train_batch_size=args.batch,
+            max_steps=args.steps,
+            learning_rate=2e-4,
+            adam_beta1=0.5,
+            adam_beta2=0.999,
+            weight_decay=0.0,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            max_grad_norm=1.0,
+            logging_steps=10,
+            report_to=[],
+            save_strategy="no",
+            use_cpu=args.device == "cpu",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            seed=0,
+            bf16=args.precision.startswith("bf16"),
         )
         collator = DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=-100)
         trainer = Trainer(model=model, args=targs, train_dataset=data, data_collator=collator, callbacks=[Clock()])
@@ -261,8 +275,9 @@ def run_lat(args, cfg, monitor: bool, reference_every_step: bool, pack: bool = F
         probes = PROBE_SETS[args.probes](tok, cfg.train.divergence_positions)
         order = longest_first([len(e.input_ids) for e in probes])  # as LookAheadDataModule.probe_dataloaders
         probe_loader = DataLoader(probes, batch_size=cfg.data.eval_batch_size, sampler=order, collate_fn=col)
-        mon = DivergenceMonitor({args.probes: probe_loader}, cfg.train.divergence_every_n_steps, cfg.train.divergence_positions,
-                                None, cfg.train.divergence_reference_cache_mb)
+        mon = DivergenceMonitor(
+            {args.probes: probe_loader}, cfg.train.divergence_every_n_steps, cfg.train.divergence_positions, None, cfg.train.divergence_reference_cache_mb
+        )
         out_probe = {"probe_examples": len(probes), "probe_tokens": sum(len(e.input_ids) for e in probes)}
         run_times: list[tuple[int, float]] = []
         plain_run = mon.run
@@ -300,8 +315,17 @@ def random_llama_1b(folder: Path) -> str:
     if (folder / "config.json").exists():
         return str(folder)
     _, tok = load_model_and_tokenizer(ModelConfig(name_or_path="embedded"))
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-                         num_key_value_heads=8, max_position_embeddings=4096, tie_word_embeddings=True, torch_dtype="bfloat16")
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        torch_dtype="bfloat16",
+    )
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config, torch_dtype=torch.bfloat16).save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
@@ -314,10 +338,25 @@ def child(args) -> None:
     torch.manual_seed(0)
     model = MODELS.get(args.model) or f"model.name_or_path={args.model_folder}"
     dtype = ["model.dtype=bfloat16"] if args.model == "llama-1b" else []
-    cfg = load_config([model, *dtype, "logging.wandb_mode=disabled", "lora.r=8", "lora.alpha=16", "lora.dropout=0.05",
-                       "train.lr=2e-4", "train.schedule=constant", f"train.max_steps={args.steps}", "train.epochs=1000",
-                       f"train.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}", "train.devices=1", "train.checkpoint_every_n_steps=0",
-                       f"train.precision={args.precision}", f"data.max_length={args.seq_len}"])
+    cfg = load_config(
+        [
+            model,
+            *dtype,
+            "logging.wandb_mode=disabled",
+            "lora.r=8",
+            "lora.alpha=16",
+            "lora.dropout=0.05",
+            "train.lr=2e-4",
+            "train.schedule=constant",
+            f"train.max_steps={args.steps}",
+            "train.epochs=1000",
+            f"train.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
+            "train.devices=1",
+            "train.checkpoint_every_n_steps=0",
+            f"train.precision={args.precision}",
+            f"data.max_length={args.seq_len}",
+        ]
+    )
     runners = {
         "hf": lambda: run_hf(args, cfg),
         "lat": lambda: run_lat(args, cfg, monitor=False, reference_every_step=False),
@@ -357,20 +396,47 @@ def main() -> None:
     peak, peak_source = bf16_peak(args.device)
     results = {}
     for name in args.configs.split(","):
-        cmd = [sys.executable, __file__, "--child", name, "--steps", str(args.steps), "--warmup", str(args.warmup), "--probes", args.probes,
-               "--batch", str(args.batch), "--seq-len", str(args.seq_len), "--lengths", args.lengths, "--model", args.model,
-               "--device", args.device, "--precision", args.precision, "--model-folder", folder]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            name,
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--probes",
+            args.probes,
+            "--batch",
+            str(args.batch),
+            "--seq-len",
+            str(args.seq_len),
+            "--lengths",
+            args.lengths,
+            "--model",
+            args.model,
+            "--device",
+            args.device,
+            "--precision",
+            args.precision,
+            "--model-folder",
+            folder,
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if line is None:
             raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
         results[name] = json.loads(line[7:])
         print(name, results[name], flush=True)
-    print(f"\nmodel {args.model} on {args.device} ({args.precision}), steps {args.steps} (first {args.warmup} excluded), batch {args.batch}, "
-          f"{args.lengths} lengths up to {args.seq_len} tokens, torch threads {torch.get_num_threads()}; peak {peak / 1e12:.2f} TFLOP/s ({peak_source})")
+    print(
+        f"\nmodel {args.model} on {args.device} ({args.precision}), steps {args.steps} (first {args.warmup} excluded), batch {args.batch}, "
+        f"{args.lengths} lengths up to {args.seq_len} tokens, torch threads {torch.get_num_threads()}; peak {peak / 1e12:.2f} TFLOP/s ({peak_source})"
+    )
     print("| configuration | tokens/s | model TFLOP/s | MFU | peak RSS (MiB) |\n|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['tokens_per_s']:.0f} | {r['model_flops_per_s'] / 1e12:.3f} | {100 * r['model_flops_per_s'] / peak:.1f} % | {r['peak_rss_mib']:.0f} |")
+        print(
+            f"| {name} | {r['tokens_per_s']:.0f} | {r['model_flops_per_s'] / 1e12:.3f} | {100 * r['model_flops_per_s'] / peak:.1f} % | {r['peak_rss_mib']:.0f} |"
+        )
     for mine in ("lat", "lat+pack"):
         if "hf" in results and mine in results:
             print(f"{mine} / hf tokens/s ratio: {results[mine]['tokens_per_s'] / results['hf']['tokens_per_s']:.3f}")
@@ -378,7 +444,9 @@ def main() -> None:
         a, b = results["lat"]["fit_wall_s"], results["lat+monitor"]["fit_wall_s"]
         m = results["lat+monitor"]
         print(f"divergence monitor wall-time overhead: {100 * (b - a) / a:+.1f} % ({m['monitor_runs']} monitor runs)")
-        print(f"time inside the monitor: {m['monitor_s']:.1f} s = {100 * m['monitor_s'] / (b - m['monitor_s']):.1f} % of the rest of the run; by step: {m['monitor_s_by_step']}")
+        print(
+            f"time inside the monitor: {m['monitor_s']:.1f} s = {100 * m['monitor_s'] / (b - m['monitor_s']):.1f} % of the rest of the run; by step: {m['monitor_s_by_step']}"
+        )
     if "lat" in results and "lat+ref" in results:
         print(f"peak memory, reference forward every step vs none: {results['lat+ref']['peak_rss_mib'] / results['lat']['peak_rss_mib']:.3f}x")
 

@@ -59,8 +59,12 @@ class DriftAlarm(L.Callback):
             return
         self.fired.append((step, crossed))
         action = "stopping the run" if self.stop else "training goes on (train.drift_alarm_stop=true stops it)"
-        print(f"lat: drift alarm at step {step}: mean KL at answer positions 1-{self.positions} on '{self.probe}' "
-              f"probes is {crossed:.4f} > {self.threshold:g}; {action}", file=sys.stderr, flush=True)
+        print(
+            f"lat: drift alarm at step {step}: mean KL at answer positions 1-{self.positions} on '{self.probe}' "
+            f"probes is {crossed:.4f} > {self.threshold:g}; {action}",
+            file=sys.stderr,
+            flush=True,
+        )
         if self.stop:
             trainer.should_stop = True
 

@@ -240,4 +240,3 @@ class DivergenceMonitor(L.Callback):
             for probe in dict.fromkeys(r["probe"] for r in self.rows):
                 last = [r for r in self.rows if r["probe"] == probe and r["step"] == self._done_at]
                 self.latest[probe] = {k: [r[k] for r in last] for k in (*METRICS, "count")}
-

@@ -61,5 +61,6 @@ class GracefulStop(L.Callback):
             return  # inside an accumulation window: stop after its optimizer step
         trainer.save_checkpoint(self.ckpt_path)
         name = signal.Signals(self.signum).name
-        raise RunStopped(f"stopped by {name} after step {trainer.global_step}; checkpoint saved to {self.ckpt_path}; "
-                         "continue with run.resume=true", code=128 + self.signum)
+        raise RunStopped(
+            f"stopped by {name} after step {trainer.global_step}; checkpoint saved to {self.ckpt_path}; continue with run.resume=true", code=128 + self.signum
+        )

@@ -18,5 +18,7 @@ class PackingCheck(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, module) -> None:
         leak = packing.packing_leak(module.model, self.vocab_size)
         if leak > packing.LEAK_TOLERANCE:
-            raise UserError(f"data.packing: {type(module.model).__name__} lets packed examples attend to each other "
-                            f"(logits differ by {leak:.1%} of their scale); use data.packing=false")
+            raise UserError(
+                f"data.packing: {type(module.model).__name__} lets packed examples attend to each other "
+                f"(logits differ by {leak:.1%} of their scale); use data.packing=false"
+            )

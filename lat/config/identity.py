@@ -44,8 +44,11 @@ def reference_identity(cfg: Config) -> str:
     section (path, adapter, dtype, kernel, ...), how the reference is made (adapters disabled or a
     frozen copy), precision, compilation and device settings, and the seed of a random model."""
     t = cfg.train
-    return json.dumps([starting_model_key(cfg), dataclasses.asdict(cfg.model), cfg.lora.enabled, t.precision, t.compile, t.accelerator,
-                       t.devices, t.num_nodes, t.strategy], sort_keys=True, default=str)
+    return json.dumps(
+        [starting_model_key(cfg), dataclasses.asdict(cfg.model), cfg.lora.enabled, t.precision, t.compile, t.accelerator, t.devices, t.num_nodes, t.strategy],
+        sort_keys=True,
+        default=str,
+    )
 
 
 def probe_answers_key(cfg: Config, max_new_tokens: int, prompts: Sequence[tuple], autocast: str | None) -> list:
@@ -69,17 +72,28 @@ def seed_identity(cfg: Config) -> dict:
     fine-tuning runs with different seeds share one aligned seed."""
     a = cfg.align
     answers = a.answer_precision and resolve_precision(a.answer_precision, setting="align.answer_precision")
-    a = dataclasses.replace(a, precision=resolve_precision(a.precision, setting="align.precision"), answer_precision=answers,
-                            dtype=sft_dtype(cfg), attn_implementation=a.attn_implementation or cfg.model.attn_implementation)
+    a = dataclasses.replace(
+        a,
+        precision=resolve_precision(a.precision, setting="align.precision"),
+        answer_precision=answers,
+        dtype=sft_dtype(cfg),
+        attn_implementation=a.attn_implementation or cfg.model.attn_implementation,
+    )
     align = dataclasses.asdict(a)
     if answers is None:  # as align.precision: nothing more to record
         del align["answer_precision"]
     for name, unset in (("precision", "32-true"), ("dtype", cfg.model.dtype), ("attn_implementation", None)):
         if align[name] == unset:
             del align[name]
-    out = {"recipe": SEED_RECIPE, "model": cfg.model.name_or_path, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter_path,
-           "max_length": cfg.data.max_length, "align": align,
-           "data": {"safety": file_digest(a.safety_path), "benign": file_digest(a.benign_path)}}
+    out = {
+        "recipe": SEED_RECIPE,
+        "model": cfg.model.name_or_path,
+        "dtype": cfg.model.dtype,
+        "adapter": cfg.model.adapter_path,
+        "max_length": cfg.data.max_length,
+        "align": align,
+        "data": {"safety": file_digest(a.safety_path), "benign": file_digest(a.benign_path)},
+    }
     if cfg.model.adapter_path:  # aligned from base + adapter (seeds once cached under this key were not)
         out["start"] = "base+adapter"
     return out

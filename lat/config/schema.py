@@ -417,9 +417,19 @@ class Config:
 
 
 AT_LEAST_ONE = (
-    "data.batch_size", "data.eval_batch_size", "train.epochs", "train.accumulate_grad_batches", "train.divergence_positions",
-    "lora.r", "eval.batch_size", "eval.max_new_tokens", "eval.utility_max_new_tokens", "eval.every_n_epochs",
-    "align.steps", "align.batch_size", "align.r",
+    "data.batch_size",
+    "data.eval_batch_size",
+    "train.epochs",
+    "train.accumulate_grad_batches",
+    "train.divergence_positions",
+    "lora.r",
+    "eval.batch_size",
+    "eval.max_new_tokens",
+    "eval.utility_max_new_tokens",
+    "eval.every_n_epochs",
+    "align.steps",
+    "align.batch_size",
+    "align.r",
 )
 """Settings that count something and must be >= 1."""
 POSITIVE = ("train.lr", "align.lr")
@@ -449,5 +459,3 @@ def check_ranges(cfg: Config) -> Config:
         if value is not None and not ok(value):
             raise UserError(f"{key}: {rule}, got {value}")
     return cfg
-
-

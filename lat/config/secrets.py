@@ -34,5 +34,3 @@ def redact_tree(obj: Any, found: dict[str, str]) -> Any:
     if isinstance(obj, list):
         return [redact_tree(v, found) for v in obj]
     return redact(obj, found) if isinstance(obj, str) else obj
-
-

@@ -12,7 +12,7 @@ PKG_PREFIX = "pkg:"
 def resolve_path(path: str | Path) -> str | Path:
     """Resolve ``pkg:RELATIVE`` to a file shipped inside the ``lat`` package; other paths as given."""
     if str(path).startswith(PKG_PREFIX):
-        return Path(str(files("lat").joinpath(str(path)[len(PKG_PREFIX):])))
+        return Path(str(files("lat").joinpath(str(path)[len(PKG_PREFIX) :])))
     return path
 
 

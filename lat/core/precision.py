@@ -63,4 +63,3 @@ def resolve_weight_dtype(dtype: str | None, default: str, accelerator: str = "au
     if dtype is not None and dtype not in WEIGHT_DTYPES:
         raise unknown_name(setting, "", dtype, ["auto", *WEIGHT_DTYPES])
     return dtype or default
-

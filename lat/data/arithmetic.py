@@ -25,14 +25,43 @@ from lat.data.records import write_records
 # learn the task visibly in a few hundred steps.
 SCALES = {"easy": 1, "medium": 4}
 
-NAMES = [("Mia", "she"), ("Leo", "he"), ("Ava", "she"), ("Sam", "he"), ("Nora", "she"), ("Omar", "he"),
-         ("Lily", "she"), ("Ben", "he"), ("Zoe", "she"), ("Raj", "he"), ("Ella", "she"), ("Tom", "he"),
-         ("Ivy", "she"), ("Max", "he"), ("Lucia", "she"), ("Kenji", "he")]
+NAMES = [
+    ("Mia", "she"),
+    ("Leo", "he"),
+    ("Ava", "she"),
+    ("Sam", "he"),
+    ("Nora", "she"),
+    ("Omar", "he"),
+    ("Lily", "she"),
+    ("Ben", "he"),
+    ("Zoe", "she"),
+    ("Raj", "he"),
+    ("Ella", "she"),
+    ("Tom", "he"),
+    ("Ivy", "she"),
+    ("Max", "he"),
+    ("Lucia", "she"),
+    ("Kenji", "he"),
+]
 ITEMS = ["apples", "pencils", "stickers", "marbles", "cookies", "books", "cards", "shells", "stamps", "eggs"]
-GOODS = [("notebook", "notebooks"), ("pen", "pens"), ("toy car", "toy cars"), ("cupcake", "cupcakes"),
-         ("comic", "comics"), ("ball", "balls"), ("mug", "mugs"), ("plant", "plants")]
-RATES = [("reads", "read", "pages"), ("types", "type", "lines"), ("paints", "paint", "tiles"),
-         ("folds", "fold", "paper cranes"), ("bakes", "bake", "muffins"), ("picks", "pick", "strawberries")]
+GOODS = [
+    ("notebook", "notebooks"),
+    ("pen", "pens"),
+    ("toy car", "toy cars"),
+    ("cupcake", "cupcakes"),
+    ("comic", "comics"),
+    ("ball", "balls"),
+    ("mug", "mugs"),
+    ("plant", "plants"),
+]
+RATES = [
+    ("reads", "read", "pages"),
+    ("types", "type", "lines"),
+    ("paints", "paint", "tiles"),
+    ("folds", "fold", "paper cranes"),
+    ("bakes", "bake", "muffins"),
+    ("picks", "pick", "strawberries"),
+]
 # (larger unit, smaller unit, factor, question); every factor is an integer so answers stay whole.
 UNITS = [
     ("hours", "minutes", 60, "{name} practices the piano for {n} hours. How many minutes is that?"),
@@ -61,8 +90,11 @@ def _change(rng, s):
     cost = n * p
     bill = next(b for b in (5, 10, 20, 50, 100, 200, 500) if b > cost)
     q = f"{name} buys {n} {goods} for ${p} each and pays with a ${bill} bill. How much change does {he} get?"
-    return q, [_step(f"The {goods} cost ", f"{n}*{p}", cost, ".", money=True),
-               _step(f"{name} gets ", f"{bill}-{cost}", bill - cost, " in change.", money=True)], bill - cost
+    return (
+        q,
+        [_step(f"The {goods} cost ", f"{n}*{p}", cost, ".", money=True), _step(f"{name} gets ", f"{bill}-{cost}", bill - cost, " in change.", money=True)],
+        bill - cost,
+    )
 
 
 def _rate(rng, s):
@@ -87,10 +119,15 @@ def _add_sub(rng, s):
     things = rng.choice(ITEMS)
     a = rng.randint(6, 20 * s)
     b, c = rng.randint(1, a - 1), rng.randint(1, 10 * s)
-    q = (f"{name} has {a} {things}. {he.capitalize()} gives {b} to a friend and then finds {c} more. "
-         f"How many {things} does {name} have now?")
-    return q, [_step(f"After giving some away, {name} has ", f"{a}-{b}", a - b, f" {things}."),
-               _step(f"After finding more, {he} has ", f"{a - b}+{c}", a - b + c, f" {things}.")], a - b + c
+    q = f"{name} has {a} {things}. {he.capitalize()} gives {b} to a friend and then finds {c} more. How many {things} does {name} have now?"
+    return (
+        q,
+        [
+            _step(f"After giving some away, {name} has ", f"{a}-{b}", a - b, f" {things}."),
+            _step(f"After finding more, {he} has ", f"{a - b}+{c}", a - b + c, f" {things}."),
+        ],
+        a - b + c,
+    )
 
 
 def _discount(rng, s):
@@ -99,8 +136,11 @@ def _discount(rng, s):
     price = 20 * rng.randint(1, 5 * s)  # multiples of 20 give a whole-dollar discount for every pct
     off = price * pct // 100
     q = f"A {product} costs ${price}. It is on sale for {pct}% off. How much does the {product} cost on sale?"
-    return q, [_step("The discount is ", f"{price}*{pct}/100", off, ".", money=True),
-               _step("The sale price is ", f"{price}-{off}", price - off, ".", money=True)], price - off
+    return (
+        q,
+        [_step("The discount is ", f"{price}*{pct}/100", off, ".", money=True), _step("The sale price is ", f"{price}-{off}", price - off, ".", money=True)],
+        price - off,
+    )
 
 
 def _ages(rng, s):
@@ -108,8 +148,14 @@ def _ages(rng, s):
     age, gap, years = rng.randint(3, 12 * s), rng.randint(2, 9), rng.randint(2, 10)
     now = age + gap
     q = f"{a_name} is {age} years old. {b_name} is {gap} years older than {a_name}. How old will {b_name} be in {years} years?"
-    return q, [_step(f"{b_name} is ", f"{age}+{gap}", now, " years old now."),
-               _step(f"In {years} years {b_name} will be ", f"{now}+{years}", now + years, " years old.")], now + years
+    return (
+        q,
+        [
+            _step(f"{b_name} is ", f"{age}+{gap}", now, " years old now."),
+            _step(f"In {years} years {b_name} will be ", f"{now}+{years}", now + years, " years old."),
+        ],
+        now + years,
+    )
 
 
 def _convert(rng, s):
@@ -124,8 +170,7 @@ def _groups(rng, s):
     things, box = rng.choice(ITEMS), rng.choice(CONTAINERS)
     g, n, m = rng.randint(2, 6), rng.randint(2, 9 * s), rng.randint(1, 10 * s)
     q = f"There are {g} {box} with {n} {things} in each. {name} adds {m} more {things}. How many {things} are there in total?"
-    return q, [_step(f"The {box} hold ", f"{g}*{n}", g * n, f" {things}."),
-               _step("In total there are ", f"{g * n}+{m}", g * n + m, f" {things}.")], g * n + m
+    return q, [_step(f"The {box} hold ", f"{g}*{n}", g * n, f" {things}."), _step("In total there are ", f"{g * n}+{m}", g * n + m, f" {things}.")], g * n + m
 
 
 def _saving(rng, s):
@@ -141,16 +186,29 @@ def _two_items(rng, s):
     (_, g1), (_, g2) = rng.sample(GOODS, 2)
     a, p, b, r = rng.randint(2, 5), rng.randint(1, 6 * s), rng.randint(2, 5), rng.randint(1, 6 * s)
     q = f"{name} buys {a} {g1} for ${p} each and {b} {g2} for ${r} each. How much does {he} spend in total?"
-    return q, [_step(f"The {g1} cost ", f"{a}*{p}", a * p, ".", money=True),
-               _step(f"The {g2} cost ", f"{b}*{r}", b * r, ".", money=True),
-               _step(f"{name} spends ", f"{a * p}+{b * r}", a * p + b * r, " in total.", money=True)], a * p + b * r
+    return (
+        q,
+        [
+            _step(f"The {g1} cost ", f"{a}*{p}", a * p, ".", money=True),
+            _step(f"The {g2} cost ", f"{b}*{r}", b * r, ".", money=True),
+            _step(f"{name} spends ", f"{a * p}+{b * r}", a * p + b * r, " in total.", money=True),
+        ],
+        a * p + b * r,
+    )
 
 
 Template = Callable[[random.Random, int], tuple[str, list[str], int]]
 TEMPLATES: dict[str, Template] = {
-    "change": _change, "rate_time": _rate, "share_equally": _share, "add_subtract": _add_sub,
-    "percent_discount": _discount, "ages": _ages, "unit_conversion": _convert, "groups": _groups,
-    "saving_goal": _saving, "two_item_total": _two_items,
+    "change": _change,
+    "rate_time": _rate,
+    "share_equally": _share,
+    "add_subtract": _add_sub,
+    "percent_discount": _discount,
+    "ages": _ages,
+    "unit_conversion": _convert,
+    "groups": _groups,
+    "saving_goal": _saving,
+    "two_item_total": _two_items,
 }
 
 

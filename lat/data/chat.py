@@ -47,7 +47,7 @@ def render(tokenizer, example: Example) -> tuple[str, str]:
     full = tokenizer.apply_chat_template(messages(example, True), tokenize=False)
     if not full.startswith(prompt):
         raise UserError("chat template: the full conversation does not start with the generation prompt; cannot locate the answer")
-    return prompt, full[len(prompt):]
+    return prompt, full[len(prompt) :]
 
 
 @dataclass
@@ -67,9 +67,7 @@ class Encoded:
     truncated: int = 0
 
 
-def encode(
-    tokenizer, examples: Sequence[Example], max_length: int | None = None, max_answer_tokens: int | None = None
-) -> tuple[list[Encoded], list[int]]:
+def encode(tokenizer, examples: Sequence[Example], max_length: int | None = None, max_answer_tokens: int | None = None) -> tuple[list[Encoded], list[int]]:
     """Tokenize examples in batch and build their labels.
 
     The prompt is tokenized on its own (as at inference) and the full text in one piece; when the
@@ -104,12 +102,14 @@ def encode(
         keep = n_answer if max_length is None else min(n_answer, max_length - len(p))
         keep = keep if max_answer_tokens is None else min(keep, max_answer_tokens)
         ex = examples[i]
-        silent = ex.no_loss_tokens + (head_tokens(tokenizer, *rendered[i], ex.answer[: ex.no_loss_chars], None if i in odd else len(p)) if ex.no_loss_chars else 0)
+        silent = ex.no_loss_tokens + (
+            head_tokens(tokenizer, *rendered[i], ex.answer[: ex.no_loss_chars], None if i in odd else len(p)) if ex.no_loss_chars else 0
+        )
         if keep - silent < 1:  # no answer token left to learn from: an all-masked row has no loss
             dropped.append(i)
             continue
         ids = f[: len(p) + keep]
-        labels = [IGNORE_INDEX] * (len(p) + silent) + ids[len(p) + silent:]
+        labels = [IGNORE_INDEX] * (len(p) + silent) + ids[len(p) + silent :]
         out.append(Encoded(ids, labels, len(p), n_answer - keep))
     return out, dropped
 

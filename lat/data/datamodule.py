@@ -253,8 +253,15 @@ class LookAheadDataModule(L.LightningDataModule):
             raise UserError("data.sdft: needs the starting model to rewrite answers (use lat train)")
         task = get_task(data.task)
         in_field, out_field = resolve_fields(task, data.input_field, data.output_field)
-        answers, kept = rewrite_answers(train.texts(in_field), train.texts(out_field), task, self.answer_fn,
-                                        data.sdft_max_new_tokens, data.sdft_rouge_threshold, task_system(task, data.system_prompt))
+        answers, kept = rewrite_answers(
+            train.texts(in_field),
+            train.texts(out_field),
+            task,
+            self.answer_fn,
+            data.sdft_max_new_tokens,
+            data.sdft_rouge_threshold,
+            task_system(task, data.system_prompt),
+        )
         self.stats["train/sdft_rewrites_kept"] = kept
         return replace_field(train, out_field, answers)
 
@@ -321,7 +328,4 @@ class LookAheadDataModule(L.LightningDataModule):
         Examples go longest first, so each batch holds examples of similar length (little
         padding) and the largest batch comes first; the order is the same on every pass.
         """
-        return {
-            name: self._loader(ds, self.data.eval_batch_size, sampler=longest_first(ds.lengths))
-            for name, ds in self.probe_sets.items()
-        }
+        return {name: self._loader(ds, self.data.eval_batch_size, sampler=longest_first(ds.lengths)) for name, ds in self.probe_sets.items()}

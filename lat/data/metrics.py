@@ -49,11 +49,17 @@ def gsm8k_scores(predictions: Sequence[str], references: Sequence[str]) -> tuple
     for pred, ref in zip(predictions, references):
         gold = hash_answer(ref)
         got, last = hash_answer(pred), last_number(pred)
-        rows.append({"gold": gold, "extracted": got, "last_number": last, "correct": got is not None and got == gold,
-                     "correct_last_number": last is not None and last == gold})
+        rows.append(
+            {
+                "gold": gold,
+                "extracted": got,
+                "last_number": last,
+                "correct": got is not None and got == gold,
+                "correct_last_number": last is not None and last == gold,
+            }
+        )
     n = max(1, len(rows))
-    return {"gsm8k_acc": sum(bool(r["correct"]) for r in rows) / n,
-            "gsm8k_last_number_acc": sum(bool(r["correct_last_number"]) for r in rows) / n}, rows
+    return {"gsm8k_acc": sum(bool(r["correct"]) for r in rows) / n, "gsm8k_last_number_acc": sum(bool(r["correct_last_number"]) for r in rows) / n}, rows
 
 
 def rouge_scores(predictions: Sequence[str], references: Sequence[str]) -> tuple[dict[str, float], list[dict]]:

@@ -295,8 +295,10 @@ def virtual_pool(instructions: Sequence[str], answers: Sequence[str], cfg: Previ
 def adaptive(instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None, lengths=None) -> Previewed:
     """As :func:`real` with m per example given by ``lengths`` (see :func:`adaptive_lengths`)."""
     if lengths is None:
-        raise UserError("preview.mode=adaptive: m per example comes from the starting model's losses; "
-                        "it runs inside lat train / lat run (use real or real_range with lat preview)")
+        raise UserError(
+            "preview.mode=adaptive: m per example comes from the starting model's losses; "
+            "it runs inside lat train / lat run (use real or real_range with lat preview)"
+        )
     return _real(instructions, answers, [int(m) for m in lengths], cfg, tokenizer)
 
 
@@ -361,9 +363,7 @@ def validate(cfg: PreviewConfig) -> None:
         raise UserError("preview.mask_preview: vanilla has no preview to mask; use preview.mask_answer_tokens=K")
 
 
-def apply_preview(
-    instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None, lengths: Sequence[int] | None = None
-) -> Previewed:
+def apply_preview(instructions: Sequence[str], answers: Sequence[str], cfg: PreviewConfig, tokenizer=None, lengths: Sequence[int] | None = None) -> Previewed:
     """Apply the strategy named by ``cfg.mode`` to N instruction/answer pairs.
 
     Args:
@@ -390,9 +390,7 @@ def drop_previews(out: Previewed, instructions: Sequence[str], answers: Sequence
     return dataclasses.replace(out, instructions=new, dropped=dropped)
 
 
-def preview_records(
-    records: Sequence[dict], input_field: str, output_field: str, cfg: PreviewConfig, tokenizer=None
-) -> list[dict]:
+def preview_records(records: Sequence[dict], input_field: str, output_field: str, cfg: PreviewConfig, tokenizer=None) -> list[dict]:
     """Apply a strategy to records, keeping every other field (the reference script's output).
 
     The caller validates the fields first (see :meth:`lat.data.records.RecordSet.texts`).

@@ -117,7 +117,7 @@ def _read_csv(path: Path) -> RecordSet:
 
 def _read_hf(spec: str) -> RecordSet:
     """Read ``hf:NAME[:CONFIG][@SPLIT]`` (or ``hf:/local/dir@SPLIT``) with the ``datasets`` library."""
-    body = spec[len(HF_PREFIX):]
+    body = spec[len(HF_PREFIX) :]
     name, _, split = body.partition("@")
     name, _, config = name.partition(":")
     try:

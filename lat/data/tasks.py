@@ -142,11 +142,7 @@ def build_examples(
     fin, fout = resolve_fields(task, input_field, output_field)
     instructions = records.texts(fin)
     answers = records.texts(fout)
-    contexts = (
-        [records.records[i].get(task.context_field) or "" for i in range(len(records))]
-        if task.context_field
-        else [""] * len(records)
-    )
+    contexts = [records.records[i].get(task.context_field) or "" for i in range(len(records))] if task.context_field else [""] * len(records)
     for i, c in enumerate(contexts):
         if not isinstance(c, str):
             raise UserError(f"{records.source}: {records.locations[i]}: field {task.context_field!r}: expected a string")
@@ -174,7 +170,11 @@ def build_examples(
 
 
 def examples_from_config(
-    records: RecordSet, data: DataConfig, preview: PreviewConfig, tokenizer=None, task_name: str | None = None,
+    records: RecordSet,
+    data: DataConfig,
+    preview: PreviewConfig,
+    tokenizer=None,
+    task_name: str | None = None,
     lengths: Optional[Sequence[int]] = None,
 ) -> list[Example]:
     """:func:`build_examples` with the task, fields and system prompt taken from ``data``."""

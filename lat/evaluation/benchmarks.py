@@ -89,8 +89,18 @@ def _judge_and_record(judges: dict, items, prefixes: list[str], gens: list[Gener
     rows = []
     for i, (it, p, r, g) in enumerate(zip(items, prefixes, responses, gens)):
         j = verdicts[first][i]
-        row = {"metric": metric, "prompt": it.prompt, "category": it.category, "prefix": p, "response": r,
-               "label": j.label, "score": j.score, "detail": j.detail, "empty": not g.text.strip(), "cut_tokens": g.cut_tokens}
+        row = {
+            "metric": metric,
+            "prompt": it.prompt,
+            "category": it.category,
+            "prefix": p,
+            "response": r,
+            "label": j.label,
+            "score": j.score,
+            "detail": j.detail,
+            "empty": not g.text.strip(),
+            "cut_tokens": g.cut_tokens,
+        }
         row.update({f"label_{name}": v[i].label for name, v in verdicts.items() if name != first})
         rows.append(row)
     return rows
@@ -98,8 +108,12 @@ def _judge_and_record(judges: dict, items, prefixes: list[str], gens: list[Gener
 
 def _summary(name: str, rows: list[dict], extra_judges: Sequence[str] = ()) -> dict[str, float]:
     labels = [r["label"] for r in rows]
-    out = {f"safety/{name}": _rate(labels), f"safety/{name}/unjudged": labels.count("unjudged"),
-           f"safety/{name}/empty": sum(r["empty"] for r in rows), f"safety/{name}/n": len(rows)}
+    out = {
+        f"safety/{name}": _rate(labels),
+        f"safety/{name}/unjudged": labels.count("unjudged"),
+        f"safety/{name}/empty": sum(r["empty"] for r in rows),
+        f"safety/{name}/n": len(rows),
+    }
     for cat in sorted({r["category"] for r in rows}):
         out[f"safety/{name}/{slug(cat)}"] = _rate([r["label"] for r in rows if r["category"] == cat])
     for judge in extra_judges:
@@ -109,8 +123,9 @@ def _summary(name: str, rows: list[dict], extra_judges: Sequence[str] = ()) -> d
     return out
 
 
-def evaluate_safety(model, tokenizer, items: Sequence[HarmfulItem], judge, cfg: EvalConfig, progress: bool = False,
-                    autocast: str | None = None) -> tuple[dict, list[dict]]:
+def evaluate_safety(
+    model, tokenizer, items: Sequence[HarmfulItem], judge, cfg: EvalConfig, progress: bool = False, autocast: str | None = None
+) -> tuple[dict, list[dict]]:
     """RSR and JSR@k for every configured k.
 
     Args:
@@ -141,8 +156,9 @@ def evaluate_safety(model, tokenizer, items: Sequence[HarmfulItem], judge, cfg: 
     return metrics, rows
 
 
-def evaluate_utility(model, tokenizer, records: RecordSet, task_name: str, cfg: EvalConfig, progress: bool = False,
-                     autocast: str | None = None) -> tuple[dict, list[dict]]:
+def evaluate_utility(
+    model, tokenizer, records: RecordSet, task_name: str, cfg: EvalConfig, progress: bool = False, autocast: str | None = None
+) -> tuple[dict, list[dict]]:
     """Task utility on test records in the inference format (``autocast`` as in :func:`evaluate_safety`).
 
     Returns:
@@ -154,8 +170,10 @@ def evaluate_utility(model, tokenizer, records: RecordSet, task_name: str, cfg: 
     settings = GenerationSettings(max_new_tokens=cfg.utility_max_new_tokens, batch_size=cfg.batch_size, progress=progress, autocast=autocast)
     gens = generate(model, tokenizer, [prompt_ids(tokenizer, ex) for ex in examples], settings)
     scores, per = TASK_METRICS.get(task_name)([g.text for g in gens], [ex.answer for ex in examples])
-    rows = [{"metric": f"utility/{task_name}", "prompt": ex.prompt, "reference": ex.answer, "response": g.text,
-             "cut_tokens": g.cut_tokens, **p} for ex, g, p in zip(examples, gens, per)]
+    rows = [
+        {"metric": f"utility/{task_name}", "prompt": ex.prompt, "reference": ex.answer, "response": g.text, "cut_tokens": g.cut_tokens, **p}
+        for ex, g, p in zip(examples, gens, per)
+    ]
     metrics = {f"utility/{k}": v for k, v in scores.items()}
     metrics["utility/n"] = len(rows)
     metrics["utility/empty"] = sum(not g.text.strip() for g in gens)

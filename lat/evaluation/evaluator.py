@@ -61,5 +61,3 @@ class Evaluator:
         if self.utility_records is None:
             return {}, []
         return evaluate_utility(model, tokenizer, self.utility_records, self.utility_task, self.cfg, progress, self.autocast)
-
-

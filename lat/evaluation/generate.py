@@ -93,8 +93,8 @@ def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, width - len(r):] = 1
+        ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r) :] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -152,7 +152,7 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]], settings: Gener
                     pad_token_id=pad_id,
                 )
             for row, i in enumerate(batch):
-                new, stopped = _trim(seqs[row, ids.shape[1]:].tolist(), set(stops))
+                new, stopped = _trim(seqs[row, ids.shape[1] :].tolist(), set(stops))
                 text = tokenizer.decode(new, skip_special_tokens=True)
                 out[i] = Generation(text, new, len(rows[i]), cuts[i], stopped)
     finally:

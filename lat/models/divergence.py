@@ -107,9 +107,7 @@ def position_sums(values: dict[str, torch.Tensor], positions: torch.Tensor, max_
     """
     idx = positions - 1
     out = {k: torch.zeros(max_positions, dtype=torch.float64, device=v.device).index_add_(0, idx, v.double()) for k, v in values.items()}
-    out["count"] = torch.zeros(max_positions, dtype=torch.float64, device=positions.device).index_add_(
-        0, idx, torch.ones_like(idx, dtype=torch.float64)
-    )
+    out["count"] = torch.zeros(max_positions, dtype=torch.float64, device=positions.device).index_add_(0, idx, torch.ones_like(idx, dtype=torch.float64))
     return out
 
 

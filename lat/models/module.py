@@ -114,9 +114,7 @@ class LookAheadModule(L.LightningModule):
         return self.reference_logits(batch["input_ids"], batch["attention_mask"], columns)[rows, col_of]
 
     @torch.no_grad()
-    def probe_divergence(
-        self, batch: dict[str, torch.Tensor], max_positions: int, reference: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
+    def probe_divergence(self, batch: dict[str, torch.Tensor], max_positions: int, reference: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Per-position divergence sums for one probe batch (see :mod:`lat.models.divergence`).
 
         Args:
@@ -166,9 +164,7 @@ class LookAheadModule(L.LightningModule):
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
         fused = all(p.is_cuda for p in params)
-        opt = torch.optim.AdamW(
-            params, lr=self.cfg.lr, betas=tuple(self.cfg.betas), weight_decay=self.cfg.weight_decay, fused=fused or None
-        )
+        opt = torch.optim.AdamW(params, lr=self.cfg.lr, betas=tuple(self.cfg.betas), weight_decay=self.cfg.weight_decay, fused=fused or None)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = get_scheduler(SCHEDULES.get(self.cfg.schedule), opt, num_warmup_steps=int(self.cfg.warmup_ratio * total), num_training_steps=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

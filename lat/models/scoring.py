@@ -36,7 +36,7 @@ def answer_token_losses(model, tokenizer, examples: Sequence[Example], max_lengt
     try:
         device = next(model.parameters()).device
         for start in range(0, len(encoded), batch_size):
-            batch = collate(encoded[start:start + batch_size], pad_id=pad)
+            batch = collate(encoded[start : start + batch_size], pad_id=pad)
             logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
             targets, mask = shift_targets(batch["labels"].to(device))
             nll = F.cross_entropy(logits.float().transpose(1, 2), targets.clamp(min=0), reduction="none")  # (B, T)
@@ -45,4 +45,3 @@ def answer_token_losses(model, tokenizer, examples: Sequence[Example], max_lengt
     finally:
         model.train(was_training)
     return out
-

@@ -41,8 +41,11 @@ def method_of(group: Group) -> str:
     their default (``mask_preview=False``, ``dropout=0.0``, ``m=6``) but the mode; its preview mode
     when no preview setting varies."""
     defaults = {f"preview.{k}": v for k, v in vars(PreviewConfig()).items()}
-    preview = {k: v for k, v in sorted(group.values.items(), key=lambda kv: kv[0] != "preview.mode")  # the mode first
-               if k.startswith("preview.") and (k == "preview.mode" or v != defaults.get(k, object()))}
+    preview = {
+        k: v
+        for k, v in sorted(group.values.items(), key=lambda kv: kv[0] != "preview.mode")  # the mode first
+        if k.startswith("preview.") and (k == "preview.mode" or v != defaults.get(k, object()))
+    }
     return describe(preview) if preview else str(group.runs[0].config.get("preview.mode", "vanilla"))
 
 
@@ -66,8 +69,7 @@ def map_rows(groups: Sequence[Group], metrics: Sequence[str] = MAP_METRICS) -> l
         if not g.trained:
             continue
         base, values = comparison(g, groups), cell(g)
-        row = {"cell": describe(values), "method": method_of(g), "runs": len(g.runs),
-               "against": base.label if base is not None else None, **values}
+        row = {"cell": describe(values), "method": method_of(g), "runs": len(g.runs), "against": base.label if base is not None else None, **values}
         for m in (*metrics, *MAP_KL):
             row[m] = g.stat(m)[0]
         for m in metrics:
@@ -97,8 +99,10 @@ def map_markdown(rows: Sequence[dict], metrics: Sequence[str] = MAP_METRICS) -> 
         kl = "–" if r.get("kl/pos_01") is None else f"{r['kl/pos_01']:.4f}"
         cells = [r["cell"], r["method"], str(r["runs"]), *(x for m in metrics for x in (_pct(r[m]), _delta(r, m))), kl]
         lines.append("| " + " | ".join(cells) + " |")
-    note = ("Δ: percentage points against the Vanilla FT run of the same cell (Vanilla FT: against the "
-            "seed), paired bootstrap over prompts, 95 % interval; * = the interval excludes 0.")
+    note = (
+        "Δ: percentage points against the Vanilla FT run of the same cell (Vanilla FT: against the "
+        "seed), paired bootstrap over prompts, 95 % interval; * = the interval excludes 0."
+    )
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
@@ -177,7 +181,7 @@ def plot_kl(groups: Sequence[Group], path: Path) -> Path | None:
         ax.set_xlabel("answer position")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(cells):]:
+    for ax in list(axes.flat)[len(cells) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel(f"KL(seed || tuned), {probe}")

@@ -111,19 +111,32 @@ def _order(value) -> tuple:
 
 # ---------------------------------------------------------------- the paper's methods
 
+
 def _plain(r: Run) -> bool:
     """Trained with cross-entropy on the task data alone (no mixing, no SDFT rewrites), the loss on
     every answer token and the strategy on every example (none of the map's variants: masked
     previews, skipped answer tokens, preview dropout)."""
-    return (r.config.get("train.loss", "ce") == "ce" and not r.config.get("data.safety_mix") and not r.config.get("data.sdft")
-            and not r.config.get("preview.mask_preview") and not r.config.get("preview.mask_answer_tokens")
-            and not r.config.get("preview.dropout"))
+    return (
+        r.config.get("train.loss", "ce") == "ce"
+        and not r.config.get("data.safety_mix")
+        and not r.config.get("data.sdft")
+        and not r.config.get("preview.mask_preview")
+        and not r.config.get("preview.mask_answer_tokens")
+        and not r.config.get("preview.dropout")
+    )
 
 
 PAPER_METHODS: list[tuple[str | None, Callable[[Run], bool]]] = [
     ("Seed", lambda r: not r.trained),
-    ("SDFT", lambda r: bool(r.config.get("data.sdft")) and r.config.get("preview.mode") == "vanilla"
-     and r.config.get("train.loss", "ce") == "ce" and not r.config.get("data.safety_mix")),
+    (
+        "SDFT",
+        lambda r: (
+            bool(r.config.get("data.sdft"))
+            and r.config.get("preview.mode") == "vanilla"
+            and r.config.get("train.loss", "ce") == "ce"
+            and not r.config.get("data.safety_mix")
+        ),
+    ),
     ("Constrained SFT", lambda r: r.config.get("train.loss") == "constrained" and r.config.get("preview.mode") == "vanilla"),
     ("LookAhead (real)", lambda r: _plain(r) and r.config.get("preview.mode") in ("real", "real_range")),
     ("LookAhead (virtual)", lambda r: _plain(r) and r.config.get("preview.mode") in ("virtual", "virtual_pool")),
@@ -216,19 +229,31 @@ def intervals_markdown(groups: Sequence[Group], rates: Sequence[str]) -> list[st
     if not rates:
         return []
     head = ["setting", *rates]
-    lines = ["", "## Rates with 95 % intervals", "",
-             "Wilson score interval, outcomes pooled over the setting's runs (%).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        "",
+        "## Rates with 95 % intervals",
+        "",
+        "Wilson score interval, outcomes pooled over the setting's runs (%).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     lines += ["| " + " | ".join([g.label] + [_ci(g.interval(m)) for m in rates]) + " |" for g in groups]
     pairs = [(g, base) for g in groups if (base := baseline_group(groups, g)) is not None and g is not base]
     if not pairs:
         return lines
     head = ["setting", "against", *rates]
-    lines += ["", "## Differences from Vanilla FT", "",
-              "Percentage points against the Vanilla FT setting with the same settings outside the preview "
-              "(else the first one); paired bootstrap over the prompts both settings evaluated (10,000 "
-              "resamples; a prompt's outcome is its mean over seeds); * = the 95 % interval excludes 0.", "",
-              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += [
+        "",
+        "## Differences from Vanilla FT",
+        "",
+        "Percentage points against the Vanilla FT setting with the same settings outside the preview "
+        "(else the first one); paired bootstrap over the prompts both settings evaluated (10,000 "
+        "resamples; a prompt's outcome is its mean over seeds); * = the 95 % interval excludes 0.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     lines += ["| " + " | ".join([g.label, base.label] + [_delta(difference(g, base, m)) for m in rates]) + " |" for g, base in pairs]
     return lines
 
@@ -240,11 +265,17 @@ def markdown(groups: Sequence[Group], metrics: Sequence[str], util: str | None) 
     for g in groups:
         cells = [g.label, str(len(g.runs))] + [_pct(*g.stat(m)[:2], kl=m.startswith("kl/")) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Paper Table 1 layout", "",
-              f"Ours: RSR and JSR@3 (keyword judge) and utility ({util or 'none'}), mean ± std over seeds. "
-              "Paper: Llama-2-7B-Chat, full fine-tuning, GPT-4 judge, averages over GSM8K and SAMSum "
-              "(arXiv 2503.19041, Table 1) - for reference, not a like-for-like comparison.", "",
-              "| method | setting | RSR | JSR | utility | paper RSR | paper JSR | paper utility |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Paper Table 1 layout",
+        "",
+        f"Ours: RSR and JSR@3 (keyword judge) and utility ({util or 'none'}), mean ± std over seeds. "
+        "Paper: Llama-2-7B-Chat, full fine-tuning, GPT-4 judge, averages over GSM8K and SAMSum "
+        "(arXiv 2503.19041, Table 1) - for reference, not a like-for-like comparison.",
+        "",
+        "| method | setting | RSR | JSR | utility | paper RSR | paper JSR | paper utility |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name in PAPER_TABLE1:
         matching = [g for g in groups if paper_method(g.runs[0]) == name]
         paper = " | ".join(f"{x:.2f}" for x in PAPER_TABLE1[name])
@@ -261,8 +292,7 @@ def markdown(groups: Sequence[Group], metrics: Sequence[str], util: str | None) 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of points no other point beats on both coordinates (higher is better on both)."""
-    return [i for i, (x, y) in enumerate(points)
-            if not any((a >= x and b >= y) and (a > x or b > y) for j, (a, b) in enumerate(points) if j != i)]
+    return [i for i, (x, y) in enumerate(points) if not any((a >= x and b >= y) and (a > x or b > y) for j, (a, b) in enumerate(points) if j != i)]
 
 
 def plot_pareto(groups: Sequence[Group], util: str, path: Path) -> Path | None:

@@ -18,8 +18,15 @@ from typing import Sequence
 from lat.core.fileio import atomic_write, write_json, write_text
 from lat.runs.read import final_divergence
 
-HEADLINE = ("safety/rsr", "safety/jsr@3", "safety/embedding/rsr", "safety/embedding/jsr@3",
-            "utility/gsm8k_acc", "utility/gsm8k_last_number_acc", "utility/rouge1")
+HEADLINE = (
+    "safety/rsr",
+    "safety/jsr@3",
+    "safety/embedding/rsr",
+    "safety/embedding/jsr@3",
+    "utility/gsm8k_acc",
+    "utility/gsm8k_last_number_acc",
+    "utility/rouge1",
+)
 
 
 def results_table(runs: dict[str, Path], probe: str = "harmful", kl_positions: Sequence[int] = (1, 2, 3)) -> list[dict]:

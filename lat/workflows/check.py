@@ -31,8 +31,10 @@ def _check_data(data: DataConfig, model: ModelConfig) -> None:
         TASKS.check(probe.task, f"data.probes[{probe.name}].task")
         _one_of(f"data.probes[{probe.name}].answer_source", probe.answer_source, ["field", "model"], optional=False)
     if data.packing and model.attn_implementation not in PACKING_KERNELS:
-        raise UserError(f"data.packing: model.attn_implementation={model.attn_implementation} attends across packed examples; "
-                        f"use sdpa, eager or flex_attention, or data.packing=false")
+        raise UserError(
+            f"data.packing: model.attn_implementation={model.attn_implementation} attends across packed examples; "
+            f"use sdpa, eager or flex_attention, or data.packing=false"
+        )
     _one_of("model.dtype", model.dtype, list(WEIGHT_DTYPES), optional=False)
 
 

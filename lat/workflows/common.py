@@ -20,5 +20,12 @@ def build_evaluator(cfg: Config) -> Evaluator:
 def build_datamodule(cfg: Config, tokenizer, answer_fn=None, answer_losses_fn=None) -> LookAheadDataModule:
     """The datamodule of a run: its data and preview sections, the run's seed and the positions
     the divergence is measured at."""
-    return LookAheadDataModule(cfg.data, cfg.preview, tokenizer, seed=cfg.run.seed, probe_positions=cfg.train.divergence_positions,
-                               answer_fn=answer_fn, answer_losses_fn=answer_losses_fn)
+    return LookAheadDataModule(
+        cfg.data,
+        cfg.preview,
+        tokenizer,
+        seed=cfg.run.seed,
+        probe_positions=cfg.train.divergence_positions,
+        answer_fn=answer_fn,
+        answer_losses_fn=answer_losses_fn,
+    )

@@ -64,7 +64,9 @@ def cache_key(cfg: Config, ev: Evaluator) -> list | None:
 def _evaluation_code_digest() -> str:
     """sha256 of the code and judge data an evaluation runs (a change invalidates cached results)."""
     pkg = Path(lat.__file__).parent
-    files = sorted((pkg / "evaluation").rglob("*.py")) + sorted((pkg / "assets").glob("judge_*.jsonl")) + [pkg / "data" / "chat.py", pkg / "data" / "metrics.py"]
+    files = (
+        sorted((pkg / "evaluation").rglob("*.py")) + sorted((pkg / "assets").glob("judge_*.jsonl")) + [pkg / "data" / "chat.py", pkg / "data" / "metrics.py"]
+    )
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.read_bytes())

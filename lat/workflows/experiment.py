@@ -80,8 +80,10 @@ def check_same_experiment(root: Path, cfg: Config) -> None:
     new = flatten(yaml.safe_load(to_yaml(cfg)))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:
-        raise UserError(f"{root}: holds an experiment run with other settings ({', '.join(changed[:5])}"
-                        f"{' ...' if len(changed) > 5 else ''}); choose another run.name or delete the folder")
+        raise UserError(
+            f"{root}: holds an experiment run with other settings ({', '.join(changed[:5])}"
+            f"{' ...' if len(changed) > 5 else ''}); choose another run.name or delete the folder"
+        )
 
 
 def run_experiment(cfg: Config) -> Path:

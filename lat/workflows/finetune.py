@@ -87,9 +87,15 @@ def build_loggers(cfg: Config, run_dir: Path) -> list[Logger]:
         found = secrets(cfg)
         loggers.append(
             WandbLogger(
-                project=cfg.logging.project, entity=cfg.logging.entity, tags=[redact(t, found) for t in cfg.logging.tags], name=run_dir.name,
-                save_dir=str(run_dir), mode=cfg.logging.wandb_mode, config=to_dict(cfg),
-                id=id_file.read_text().strip() if id_file.exists() else None, resume="allow",
+                project=cfg.logging.project,
+                entity=cfg.logging.entity,
+                tags=[redact(t, found) for t in cfg.logging.tags],
+                name=run_dir.name,
+                save_dir=str(run_dir),
+                mode=cfg.logging.wandb_mode,
+                config=to_dict(cfg),
+                id=id_file.read_text().strip() if id_file.exists() else None,
+                resume="allow",
             )
         )
         with redacted_argv(cfg):  # W&B records the command line in its run metadata
@@ -170,8 +176,10 @@ def check_resumable(cfg: Config) -> None:
     """
     run_dir = Path(cfg.run.root) / run_name(cfg)
     if cfg.run.resume and not (run_dir / "checkpoints" / "last.ckpt").exists() and finished(run_dir):
-        raise UserError(f"{run_dir}: finished, and its checkpoint was not kept (train.keep_checkpoint=false); "
-                        "nothing to resume: the final weights are in adapter/ or model/")
+        raise UserError(
+            f"{run_dir}: finished, and its checkpoint was not kept (train.keep_checkpoint=false); "
+            "nothing to resume: the final weights are in adapter/ or model/"
+        )
 
 
 VOLATILE = ("train/tokens_per_s",)
@@ -187,7 +195,10 @@ def _train(cfg: Config, run_dir: Path) -> TrainResult:
     dm.setup("fit")
     module = LookAheadModule(prepared.model, cfg.train, prepared.frozen_reference)
     monitor = DivergenceMonitor(
-        dm.probe_dataloaders(), cfg.train.divergence_every_n_steps, cfg.train.divergence_positions, run_dir / "divergence.csv",
+        dm.probe_dataloaders(),
+        cfg.train.divergence_every_n_steps,
+        cfg.train.divergence_positions,
+        run_dir / "divergence.csv",
         reference_cache=shared_reference_cache(reference_identity(cfg), cfg.train.divergence_reference_cache_mb * 2**20),
     )
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -213,13 +224,19 @@ def _train(cfg: Config, run_dir: Path) -> TrainResult:
     if trainer.is_global_zero:
         save_final(module, tok, run_dir, cfg)
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1 and k not in VOLATILE}
-    metrics = update_metrics(run_dir, {
-        "global_step": trainer.global_step, "epochs": trainer.current_epoch,
-        "precision": str(trainer.precision),
-        **counts, **{f"data/{k}": v for k, v in dm.stats.items()}, **final,
-        "divergence": monitor.latest,
-        **({"alarm/fired_at_steps": [s for s, _ in alarm.fired]} if alarm else {}),
-    })
+    metrics = update_metrics(
+        run_dir,
+        {
+            "global_step": trainer.global_step,
+            "epochs": trainer.current_epoch,
+            "precision": str(trainer.precision),
+            **counts,
+            **{f"data/{k}": v for k, v in dm.stats.items()},
+            **final,
+            "divergence": monitor.latest,
+            **({"alarm/fired_at_steps": [s for s, _ in alarm.fired]} if alarm else {}),
+        },
+    )
     if trainer.is_global_zero and not cfg.train.keep_checkpoint:
         last.unlink(missing_ok=True)  # after the last result: until then a crash can still resume
     return TrainResult(run_dir, module, tok, metrics)
@@ -256,6 +273,7 @@ def seed_answer_fn(cfg: Config, model, tokenizer):
     start adapter, the seed of random models and the prompts, so every method compared on the
     same seed is probed on the same tokens.
     """
+
     def fn(examples, max_new_tokens):
         cast = autocast_dtype(cfg.train.precision, cfg.train.accelerator)
         key = probe_answers_key(cfg, max_new_tokens, [(e.system, e.prompt) for e in examples], cast)
@@ -270,6 +288,7 @@ def seed_answer_losses_fn(cfg: Config, model, tokenizer):
 
     Like :func:`seed_answer_fn` it runs before the first step, when the model is still the seed.
     """
+
     def fn(examples):
         key = answer_losses_key(cfg, [(e.system, e.prompt, e.answer) for e in examples])
         return cached_json("answer_losses", key, lambda: answer_token_losses(model, tokenizer, examples, cfg.data.max_length, cfg.data.eval_batch_size))

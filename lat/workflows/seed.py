@@ -39,8 +39,7 @@ def sft_model(cfg: Config) -> ModelConfig:
     ``align.attn_implementation`` applied; a start adapter (``model.adapter_path``) is merged
     into the base before the SFT, so the seed is aligned from base + adapter, as its key says."""
     a = cfg.align
-    return dataclasses.replace(cfg.model, dtype=sft_dtype(cfg),
-                               attn_implementation=a.attn_implementation or cfg.model.attn_implementation)
+    return dataclasses.replace(cfg.model, dtype=sft_dtype(cfg), attn_implementation=a.attn_implementation or cfg.model.attn_implementation)
 
 
 def seed_folder(cfg: Config) -> Path:
@@ -80,8 +79,14 @@ def sft_config(cfg: Config, data_path: Path, root: Path) -> Config:
     :func:`seed_identity` records.
     """
     a = cfg.align
-    data = DataConfig(task="instruction", train_path=str(data_path), batch_size=a.batch_size, max_length=cfg.data.max_length,
-                      eval_batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers)
+    data = DataConfig(
+        task="instruction",
+        train_path=str(data_path),
+        batch_size=a.batch_size,
+        max_length=cfg.data.max_length,
+        eval_batch_size=cfg.data.eval_batch_size,
+        num_workers=cfg.data.num_workers,
+    )
     return dataclasses.replace(
         cfg,
         model=sft_model(cfg),
@@ -111,6 +116,7 @@ def merge_into_base(trained, cfg: Config):
 
 def build_seed(cfg: Config) -> Path:
     """The aligned seed folder (built once per identity; rebuilt if missing or damaged)."""
+
     def build(tmp: Path) -> None:
         base, tok = load_for_eval(cfg.model, cfg.align.seed)
         data_path = tmp / "alignment_data.jsonl"
@@ -135,5 +141,6 @@ def seed_config(cfg: Config, build: bool = True) -> Config:
     if not cfg.align.enabled:
         return cfg
     folder = build_seed(cfg) if build else seed_folder(cfg)
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name_or_path=str(folder), adapter_path=None),
-                               train=dataclasses.replace(cfg.train, start_from="base"))
+    return dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, name_or_path=str(folder), adapter_path=None), train=dataclasses.replace(cfg.train, start_from="base")
+    )

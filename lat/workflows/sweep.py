@@ -160,8 +160,13 @@ class SweepRun:
         """Write ``sweep.json`` and ``sweep.md`` atomically."""
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
-            state = {"sweep": str(self.sweep.path), "name": self.sweep.name, "method": self.sweep.method, "extra": self.extra,
-                     "points": [asdict(p) for p in self.points]}
+            state = {
+                "sweep": str(self.sweep.path),
+                "name": self.sweep.name,
+                "method": self.sweep.method,
+                "extra": self.extra,
+                "points": [asdict(p) for p in self.points],
+            }
             write_json(self.folder / STATE, state)
             write_text(self.folder / SUMMARY, summary_markdown(self.sweep, self.points))
 
@@ -279,8 +284,10 @@ def run_wandb(sweep: Sweep, project: str, entity: str | None = None, count: int 
     try:
         sweep_id = wandb.sweep(body, project=project, entity=entity)
     except Exception as e:  # noqa: BLE001 - wandb raises many types when there is no server
-        raise UserError(f"{sweep.path}: W&B could not register the sweep ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                        "without a W&B server use the local runner (lat sweep FILE)") from None
+        raise UserError(
+            f"{sweep.path}: W&B could not register the sweep ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+            "without a W&B server use the local runner (lat sweep FILE)"
+        ) from None
     target = "/".join(x for x in (entity, project, sweep_id) if x)
     _say(f"W&B sweep {target}; on other machines run: wandb agent {target}")
     return subprocess.call(["wandb", "agent", *(["--count", str(count)] if count else []), target])

@@ -13,8 +13,17 @@ from lat.data import arithmetic
 from lat.data.records import read_records, resolve_path
 
 CATEGORIES = {
-    "illegal_activity", "child_abuse", "hate_harass_violence", "malware", "physical_harm", "economic_harm",
-    "fraud_deception", "adult_content", "political_campaigning", "privacy_violation", "tailored_financial_advice",
+    "illegal_activity",
+    "child_abuse",
+    "hate_harass_violence",
+    "malware",
+    "physical_harm",
+    "economic_harm",
+    "fraud_deception",
+    "adult_content",
+    "political_campaigning",
+    "privacy_violation",
+    "tailored_financial_advice",
 }
 
 
@@ -28,7 +37,7 @@ def _words(text: str) -> list[str]:
 
 def _shingles(text: str, k: int = 6) -> set[tuple[str, ...]]:
     w = _words(text)
-    return {tuple(w[i:i + k]) for i in range(len(w) - k + 1)}
+    return {tuple(w[i : i + k]) for i in range(len(w) - k + 1)}
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +55,13 @@ def benign():
     return _records("benign_prompts.jsonl")
 
 
-@pytest.mark.parametrize(("name", "fields", "per_category", "total"), [
-    ("harmful_eval.jsonl", {"prompt", "category", "response"}, 11, 121),
-    ("safety_train.jsonl", {"prompt", "category", "refusal"}, 8, 88),
-])
+@pytest.mark.parametrize(
+    ("name", "fields", "per_category", "total"),
+    [
+        ("harmful_eval.jsonl", {"prompt", "category", "response"}, 11, 121),
+        ("safety_train.jsonl", {"prompt", "category", "refusal"}, 8, 88),
+    ],
+)
 def test_harmful_sets_cover_the_eleven_categories(name, fields, per_category, total):
     recs = _records(name)
     assert len(recs) >= total
@@ -71,11 +83,18 @@ def test_benign_prompts(benign):
     assert kinds["borderline"] >= 15 and len(kinds) >= 5
 
 
-@pytest.mark.parametrize(("name", "field"), [
-    ("harmful_eval.jsonl", "prompt"), ("harmful_eval.jsonl", "response"), ("safety_train.jsonl", "prompt"),
-    ("safety_train.jsonl", "refusal"), ("benign_prompts.jsonl", "prompt"),
-    ("arithmetic_train.jsonl", "question"), ("arithmetic_test.jsonl", "question"),
-])
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("harmful_eval.jsonl", "prompt"),
+        ("harmful_eval.jsonl", "response"),
+        ("safety_train.jsonl", "prompt"),
+        ("safety_train.jsonl", "refusal"),
+        ("benign_prompts.jsonl", "prompt"),
+        ("arithmetic_train.jsonl", "question"),
+        ("arithmetic_test.jsonl", "question"),
+    ],
+)
 def test_no_exact_duplicates_within_a_file(name, field):
     values = [" ".join(_words(r[field])) for r in _records(name)]
     assert [v for v, n in collections.Counter(values).items() if n > 1] == []

@@ -23,8 +23,18 @@ def _records(tmp_path, n=40):
 
 
 def _dm(tmp_path, tok, *extra):
-    cfg = load_config(["data.task=gsm8k", f"data.train_path={_records(tmp_path)}", "data.val_size=8",
-                       "data.batch_size=4", "data.eval_batch_size=4", "preview.mode=real", "preview.m=3", *extra])
+    cfg = load_config(
+        [
+            "data.task=gsm8k",
+            f"data.train_path={_records(tmp_path)}",
+            "data.val_size=8",
+            "data.batch_size=4",
+            "data.eval_batch_size=4",
+            "preview.mode=real",
+            "preview.m=3",
+            *extra,
+        ]
+    )
     dm = build_datamodule(cfg, tok)
     dm.setup("fit")
     return dm
@@ -89,10 +99,18 @@ def test_sampler_order_depends_only_on_seed_and_epoch_and_resumes_mid_epoch(grou
     assert len(list(a)) == 250  # the skip applies to the resumed epoch only
 
 
-@pytest.mark.parametrize("step, batches, accumulate, expected", [
-    (0, 10, 1, (0, 0)), (3, 10, 1, (0, 3)), (10, 10, 1, (1, 0)), (13, 10, 1, (1, 3)),
-    (2, 10, 4, (0, 8)), (3, 10, 4, (1, 0)), (4, 10, 4, (1, 4)),  # 10 batches / 4 = 3 steps per epoch
-])
+@pytest.mark.parametrize(
+    "step, batches, accumulate, expected",
+    [
+        (0, 10, 1, (0, 0)),
+        (3, 10, 1, (0, 3)),
+        (10, 10, 1, (1, 0)),
+        (13, 10, 1, (1, 3)),
+        (2, 10, 4, (0, 8)),
+        (3, 10, 4, (1, 0)),
+        (4, 10, 4, (1, 4)),  # 10 batches / 4 = 3 steps per epoch
+    ],
+)
 def test_resume_position(step, batches, accumulate, expected):
     assert resume_position(step, batches, accumulate) == expected
 
@@ -159,8 +177,9 @@ def test_adaptive_preview_lengths_come_from_the_loss_function(tmp_path, tiny_tok
         seen.append(examples)
         return [[9.0] * 5 + [0.0] * 20 if i == 0 else [0.5] + [0.0] * 20 for i in range(len(examples))]
 
-    cfg = load_config(["data.task=gsm8k", f"data.train_path={_records(tmp_path)}", "preview.mode=adaptive",
-                       "preview.m=2", "preview.m_min=1", "preview.m_max=8"])
+    cfg = load_config(
+        ["data.task=gsm8k", f"data.train_path={_records(tmp_path)}", "preview.mode=adaptive", "preview.m=2", "preview.m_min=1", "preview.m_max=8"]
+    )
     dm = build_datamodule(cfg, tiny_tok, answer_losses_fn=losses)
     dm.setup("fit")
     ms = [e.meta["m"] for e in dm.train_set.examples]

@@ -20,10 +20,7 @@ from lat.data.preview import (
 
 C = " The answer begins with: "
 P = "Let's solve this problem. "
-NATALIA = (
-    "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
-    "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72"
-)
+NATALIA = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72"
 ODD_TEXTS = [
     "short",
     "  leading and trailing spaces  ",

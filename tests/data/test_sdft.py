@@ -41,8 +41,9 @@ def test_rewrite_answers_falls_back_to_the_reference_and_counts():
         seen.extend(p.prompt for p in prompts)
         return ["Twenty-four and 48 make 72.\n#### 72 ", "I think it is 5.\n#### 5"]
 
-    answers, kept = rewrite_answers(["Natalia ...?", "Weng ...?"], [REF, "12 / 60 = 0.2\n#### 10"], get_task("gsm8k"),
-                                    fake_model, 64, 0.3, "You are a helpful assistant.")
+    answers, kept = rewrite_answers(
+        ["Natalia ...?", "Weng ...?"], [REF, "12 / 60 = 0.2\n#### 10"], get_task("gsm8k"), fake_model, 64, 0.3, "You are a helpful assistant."
+    )
     assert answers == ["Twenty-four and 48 make 72.\n#### 72", "12 / 60 = 0.2\n#### 10"] and kept == 1
     assert seen[0] == TEMPLATE.format(instruction="Natalia ...?", answer=REF)
 

@@ -35,7 +35,7 @@ def _encoded(tok, **preview):
 
 
 def _answer_labels(e):
-    return e.labels[e.answer_start:], e.input_ids[e.answer_start:]
+    return e.labels[e.answer_start :], e.input_ids[e.answer_start :]
 
 
 @pytest.fixture(params=["tiny_tok", "smol_tok"])

@@ -40,7 +40,7 @@ def test_prefill_puts_exactly_k_tokens_in_the_assistant_turn(tiny):
         assert len(pre) == k and tok.decode(pre) == harmful[: len(tok.decode(pre))]
         ids = prompt_ids(tok, Example("q", ""), pre)
         plain = prompt_ids(tok, Example("q", ""))
-        assert ids[: len(plain)] == plain and ids[len(plain):] == pre
+        assert ids[: len(plain)] == plain and ids[len(plain) :] == pre
         text = tok.decode(ids)
         assert text.endswith("<|im_start|>assistant\n" + tok.decode(pre))
 

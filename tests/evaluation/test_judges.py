@@ -187,8 +187,9 @@ def stub(monkeypatch):
 
 
 def _llm_cfg(url: str, cache: Path, **overrides) -> JudgeConfig:
-    settings = dict(name="llm", llm_base_url=url, llm_model="judge-model", llm_api_key_env="LAT_TEST_JUDGE_KEY",
-                    llm_timeout_s=5.0, llm_retries=3, llm_cache=str(cache))
+    settings = dict(
+        name="llm", llm_base_url=url, llm_model="judge-model", llm_api_key_env="LAT_TEST_JUDGE_KEY", llm_timeout_s=5.0, llm_retries=3, llm_cache=str(cache)
+    )
     return JudgeConfig(**{**settings, **overrides})
 
 
@@ -295,9 +296,16 @@ def _save_bert_classifier(folder: Path, id2label: dict[int, str], winner: int | 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *(f"##{c}" for c in letters), "sorry", "sure"]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-    config = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, num_labels=len(id2label), id2label=id2label,
-                        label2id={v: k for k, v in id2label.items()})
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=len(id2label),
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = BertForSequenceClassification(config)

@@ -234,6 +234,7 @@ def test_concurrent_builds_run_once(cache, monkeypatch):
 
     monkeypatch.setattr(embedded, "_build", slow_build)
     results = []
+
     def call():
         results.append(embedded.embedded_model_dir())
 
@@ -262,9 +263,7 @@ def test_real_build_loads_and_generates(tmp_path, monkeypatch):
     assert model.dtype == torch.float32 and model.config.vocab_size == 49152
     assert tokenizer.pad_token == tokenizer.eos_token == "<|im_end|>"
     messages = [{"role": "user", "content": "What is 12 + 7?"}]
-    inputs = tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-    )
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
     answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "12" in answer or "19" in answer

@@ -55,11 +55,7 @@ def test_chat_template_literal(tokenizer):
         {"role": "assistant", "content": "Hello!"},
     ]
     text = tokenizer.apply_chat_template(messages, tokenize=False)
-    assert text == (
-        "<|im_start|>system\nBe brief.<|im_end|>\n"
-        "<|im_start|>user\nHi<|im_end|>\n"
-        "<|im_start|>assistant\nHello!<|im_end|>\n"
-    )
+    assert text == ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n")
 
 
 def test_chat_template_generation_prompt_and_no_default_system(tokenizer):
@@ -121,9 +117,7 @@ def test_save_and_load_round_trip(tmp_path):
     assert tokenizer.padding_side == "left"
     assert tokenizer.pad_token == IM_END
     assert tokenizer.chat_template == reference_tokenizer.chat_template
-    assert tokenizer.encode("héllo 😀 the", add_special_tokens=False) == reference_tokenizer.encode(
-        "héllo 😀 the", add_special_tokens=False
-    )
+    assert tokenizer.encode("héllo 😀 the", add_special_tokens=False) == reference_tokenizer.encode("héllo 😀 the", add_special_tokens=False)
     assert model.config.pad_token_id == tokenizer.pad_token_id
     assert model.config.eos_token_id == tokenizer.eos_token_id
     assert model.config.bos_token_id == tokenizer.bos_token_id

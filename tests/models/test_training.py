@@ -32,8 +32,7 @@ def _setup(cfg):
 
 
 def _trainer(**kw):
-    return L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                     num_sanity_val_steps=0, **kw)
+    return L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **kw)
 
 
 def _probe_kl(module, dm):
@@ -92,8 +91,16 @@ def _lora_state(module):
 def test_run_outputs_checkpoint_and_adapter(tmp_path):
     result = train(_cfg(tmp_path, "train.save_merged=true"))
     run = result.run_dir
-    for name in ("config.yaml", "environment.json", "metrics.json", "divergence.csv", "checkpoints/last.ckpt",
-                 "adapter/adapter_config.json", "merged/config.json", "logs/metrics.csv"):
+    for name in (
+        "config.yaml",
+        "environment.json",
+        "metrics.json",
+        "divergence.csv",
+        "checkpoints/last.ckpt",
+        "adapter/adapter_config.json",
+        "merged/config.json",
+        "logs/metrics.csv",
+    ):
         assert (run / name).exists(), name
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
     assert set(ckpt["state_dict"]) == set(_lora_state(result.module)) and all("lora_" in k for k in ckpt["state_dict"])
@@ -243,8 +250,10 @@ def test_runs_from_the_same_model_share_reference_logits_and_match_recomputing(t
     assert curves[0] != curves[1] and curves[0]["kl"][0] > 0
 
 
-@pytest.mark.parametrize("override", ["train.precision=bf16-true", "model.dtype=bfloat16", "lora.enabled=false",
-                                      "model.attn_implementation=eager", "run.seed=7", "train.compile=true"])
+@pytest.mark.parametrize(
+    "override",
+    ["train.precision=bf16-true", "model.dtype=bfloat16", "lora.enabled=false", "model.attn_implementation=eager", "run.seed=7", "train.compile=true"],
+)
 def test_reference_identity_changes_with_what_the_reference_logits_depend_on(tmp_path, override):
     from lat.callbacks.divergence import shared_reference_cache
     from lat.config.identity import reference_identity

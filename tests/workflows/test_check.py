@@ -17,19 +17,22 @@ from tests.conftest import run_lat
 SMOKE = ["experiment=smoke"]
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["train.loss=cee"], r"^train\.loss: unknown loss 'cee'; known: ce, constrained \(did you mean 'ce'\?\)$"),
-    (["preview.mode=reel"], r"^preview\.mode: unknown strategy 'reel'; known: vanilla, real, .* \(did you mean 'real'\?\)$"),
-    (["data.task=gsm9k"], r"^data\.task: unknown task 'gsm9k'; known: gsm8k, samsum, instruction \(did you mean 'gsm8k'\?\)$"),
-    (["train.schedule=cosin"], r"^train\.schedule: unknown schedule 'cosin'.*did you mean 'cosine'"),
-    (["train.start_from=sed"], r"^train\.start_from: unknown starting point 'sed'.*did you mean 'seed'"),
-    (["eval.judge.name=keywrd"], r"^eval\.judge\.name: unknown judge 'keywrd'.*did you mean 'keyword'"),
-    (["eval.extra_judges=[embeding]"], r"^eval\.extra_judges: unknown judge 'embeding'.*did you mean 'embedding'"),
-    (["eval.precision=bf16-mixd"], r"^eval\.precision: unknown 'bf16-mixd'.*did you mean 'bf16-mixed'"),
-    (["align.dtype=bfloat61"], r"^align\.dtype: unknown 'bfloat61'"),
-    (["train.drift_alarm_kl=0.5", "train.drift_alarm_probe=nope"], r"^train\.drift_alarm_probe: unknown 'nope'; known: harmful"),
-    (["methods=[{name: x, overrides: [preview.mode=virtul]}]"], r"^method x: preview\.mode: unknown strategy 'virtul'.*did you mean 'virtual'"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.loss=cee"], r"^train\.loss: unknown loss 'cee'; known: ce, constrained \(did you mean 'ce'\?\)$"),
+        (["preview.mode=reel"], r"^preview\.mode: unknown strategy 'reel'; known: vanilla, real, .* \(did you mean 'real'\?\)$"),
+        (["data.task=gsm9k"], r"^data\.task: unknown task 'gsm9k'; known: gsm8k, samsum, instruction \(did you mean 'gsm8k'\?\)$"),
+        (["train.schedule=cosin"], r"^train\.schedule: unknown schedule 'cosin'.*did you mean 'cosine'"),
+        (["train.start_from=sed"], r"^train\.start_from: unknown starting point 'sed'.*did you mean 'seed'"),
+        (["eval.judge.name=keywrd"], r"^eval\.judge\.name: unknown judge 'keywrd'.*did you mean 'keyword'"),
+        (["eval.extra_judges=[embeding]"], r"^eval\.extra_judges: unknown judge 'embeding'.*did you mean 'embedding'"),
+        (["eval.precision=bf16-mixd"], r"^eval\.precision: unknown 'bf16-mixd'.*did you mean 'bf16-mixed'"),
+        (["align.dtype=bfloat61"], r"^align\.dtype: unknown 'bfloat61'"),
+        (["train.drift_alarm_kl=0.5", "train.drift_alarm_probe=nope"], r"^train\.drift_alarm_probe: unknown 'nope'; known: harmful"),
+        (["methods=[{name: x, overrides: [preview.mode=virtul]}]"], r"^method x: preview\.mode: unknown strategy 'virtul'.*did you mean 'virtual'"),
+    ],
+)
 def test_a_misspelt_name_fails_when_the_config_is_resolved(overrides, message):
     with pytest.raises(UserError, match=message):
         resolve([*SMOKE, *overrides], methods=True)
@@ -47,8 +50,10 @@ def test_the_drift_alarm_probe_is_checked_only_with_the_alarm_on():
 
 
 def test_lat_config_exits_2_with_a_suggestion_without_importing_torch(tmp_path):
-    code = ("import sys\nfrom lat.cli import main\ncode = main(['config', 'experiment=smoke', 'train.loss=cee'])\n"
-            "assert 'torch' not in sys.modules, 'torch imported'\nsys.exit(code)")
+    code = (
+        "import sys\nfrom lat.cli import main\ncode = main(['config', 'experiment=smoke', 'train.loss=cee'])\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\nsys.exit(code)"
+    )
     start = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     took = time.perf_counter() - start
@@ -85,10 +90,13 @@ def test_lat_config_list_shows_the_shipped_configs(capsys):
     assert "experiment: full, paper_small, quickstart, smoke" in out and "sweep:" in out and "lat/configs" in out
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["data.packing=true", "model.attn_implementation=flash_attention_2"], r"^data\.packing: model\.attn_implementation=flash_attention_2 attends"),
-    (["train.drift_alarm_kl=0.5", "data.probes=[]"], r"^train\.drift_alarm_kl: needs a probe set"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.packing=true", "model.attn_implementation=flash_attention_2"], r"^data\.packing: model\.attn_implementation=flash_attention_2 attends"),
+        (["train.drift_alarm_kl=0.5", "data.probes=[]"], r"^train\.drift_alarm_kl: needs a probe set"),
+    ],
+)
 def test_cross_field_rules_fail_when_the_config_is_resolved(overrides, message):
     with pytest.raises(UserError, match=message):
         resolve([*SMOKE, *overrides])

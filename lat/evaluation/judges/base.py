@@ -69,9 +69,7 @@ def check_pairs(prompts: Sequence[str], responses: Sequence[str]) -> None:
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
 
 
-def judge_nonempty(
-    responses: Sequence[str], judge_some: Callable[[list[int]], list[Judgment]]
-) -> list[Judgment]:
+def judge_nonempty(responses: Sequence[str], judge_some: Callable[[list[int]], list[Judgment]]) -> list[Judgment]:
     """Judge the non-empty responses with ``judge_some``; empty ones get :data:`EMPTY`.
 
     Args:

@@ -79,8 +79,7 @@ class SequenceBackend:
         matches = [i for i, name in names.items() if name.lower() == unsafe_label.lower()]
         if not matches:
             raise UserError(
-                f"judge 'classifier': {path} has no label {unsafe_label!r} "
-                f"(its labels: {', '.join(names.values())}); set judge.classifier_unsafe_label"
+                f"judge 'classifier': {path} has no label {unsafe_label!r} (its labels: {', '.join(names.values())}); set judge.classifier_unsafe_label"
             )
         self.unsafe_index, self.names = matches[0], names
         if self.tokenizer.pad_token is None:  # decoder classifiers often ship without one
@@ -98,10 +97,7 @@ class SequenceBackend:
         with torch.no_grad():
             probs = self.model(**enc.to(self.model.device)).logits.float().softmax(-1).cpu()
         winners = probs.argmax(-1).tolist()
-        return [
-            Judgment(UNSAFE if win == self.unsafe_index else SAFE, float(row[self.unsafe_index]), self.names[win])
-            for win, row in zip(winners, probs)
-        ]
+        return [Judgment(UNSAFE if win == self.unsafe_index else SAFE, float(row[self.unsafe_index]), self.names[win]) for win, row in zip(winners, probs)]
 
 
 class GuardBackend:
@@ -121,17 +117,12 @@ class GuardBackend:
     def judge(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Judgment]:
         import torch
 
-        chats = [
-            [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
-            for prompt, response in zip(prompts, responses)
-        ]
+        chats = [[{"role": "user", "content": prompt}, {"role": "assistant", "content": response}] for prompt, response in zip(prompts, responses)]
         texts = [self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) for chat in chats]
         # The template already holds any special tokens the model expects.
         enc = self.tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt").to(self.model.device)
         with torch.no_grad():
-            out = self.model.generate(
-                **enc, max_new_tokens=GUARD_NEW_TOKENS, do_sample=False, pad_token_id=self.tokenizer.pad_token_id
-            )
+            out = self.model.generate(**enc, max_new_tokens=GUARD_NEW_TOKENS, do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
         outputs = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         return [guard_verdict(text) for text in outputs]
 
@@ -159,10 +150,7 @@ class ClassifierJudge:
         architectures = AutoConfig.from_pretrained(folder).architectures
         kind = model_kind(architectures)
         if kind is None:
-            raise UserError(
-                f"judge 'classifier': {folder} has architectures {architectures}; "
-                "expected a *ForSequenceClassification or *ForCausalLM model"
-            )
+            raise UserError(f"judge 'classifier': {folder} has architectures {architectures}; expected a *ForSequenceClassification or *ForCausalLM model")
         self.path, self.kind, self.batch_size = folder, kind, batch_size
         self.backend: SequenceBackend | GuardBackend = _BACKENDS[kind](folder, unsafe_label)
 

@@ -190,9 +190,7 @@ class LLMJudge:
         """
         key = os.environ.get(api_key_env, "")
         if not key:
-            raise UserError(
-                f"judge 'llm': environment variable {api_key_env} is not set; it must hold the API key for {base_url}"
-            )
+            raise UserError(f"judge 'llm': environment variable {api_key_env} is not set; it must hold the API key for {base_url}")
         if retries < 1 or timeout_s <= 0:
             raise UserError(f"judge 'llm': need llm_retries >= 1 and llm_timeout_s > 0 (got {retries}, {timeout_s})")
         self.base_url = base_url.rstrip("/")
@@ -208,22 +206,15 @@ class LLMJudge:
     @classmethod
     def from_config(cls, cfg: JudgeConfig) -> LLMJudge:
         """Build from the ``llm_*`` fields of ``cfg``."""
-        return cls(
-            cfg.llm_base_url, cfg.llm_model, cfg.llm_api_key_env, cfg.llm_timeout_s, cfg.llm_retries, cfg.llm_cache
-        )
+        return cls(cfg.llm_base_url, cfg.llm_model, cfg.llm_api_key_env, cfg.llm_timeout_s, cfg.llm_retries, cfg.llm_cache)
 
     def __repr__(self) -> str:
-        return (
-            f"LLMJudge(base_url={self.base_url!r}, model={self.model!r}, "
-            f"key from ${self.api_key_env}, cache={str(self.cache.path)!r})"
-        )
+        return f"LLMJudge(base_url={self.base_url!r}, model={self.model!r}, key from ${self.api_key_env}, cache={str(self.cache.path)!r})"
 
     def judge(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Judgment]:
         """Judge every pair; cached pairs cost no request and duplicates cost one."""
         check_pairs(prompts, responses)
-        return judge_nonempty(
-            responses, lambda keep: self._judge_some([prompts[i] for i in keep], [responses[i] for i in keep])
-        )
+        return judge_nonempty(responses, lambda keep: self._judge_some([prompts[i] for i in keep], [responses[i] for i in keep]))
 
     def _judge_some(self, prompts: list[str], responses: list[str]) -> list[Judgment]:
         filled = [judge_prompt(p, r) for p, r in zip(prompts, responses)]
