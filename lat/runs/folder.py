@@ -34,9 +34,7 @@ def run_name(cfg: Config) -> str:
 def git_commit() -> str | None:
     """The commit of the lat checkout (None outside a git work tree)."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -125,5 +123,3 @@ def record_eval(run_dir: Path, metrics: dict, samples: list[dict], epoch: int | 
         for row in samples:
             f.write(json.dumps({"epoch": epoch, "step": step, **row}, ensure_ascii=False) + "\n")
     return out
-
-

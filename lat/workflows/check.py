@@ -43,6 +43,8 @@ def _check_train(t: TrainConfig, probes: list[str]) -> None:
     SCHEDULES.check(t.schedule)
     START_FROM.check(t.start_from)
     _one_of("train.precision", t.precision, PRECISIONS, optional=False)
+    if t.devices != "auto" and not all(d.strip().isdigit() for d in t.devices.split(",") if d.strip()):
+        raise UserError(f"train.devices: expected auto, a count (4) or device indices (0,1), got {t.devices!r}")
     if t.drift_alarm_kl is not None and not probes:
         raise UserError("train.drift_alarm_kl: needs a probe set (data.probes)")
     if t.drift_alarm_kl is not None and t.drift_alarm_probe is not None:

@@ -29,6 +29,7 @@ SMOKE = ["experiment=smoke"]
         (["eval.extra_judges=[embeding]"], r"^eval\.extra_judges: unknown judge 'embeding'.*did you mean 'embedding'"),
         (["eval.precision=bf16-mixd"], r"^eval\.precision: unknown 'bf16-mixd'.*did you mean 'bf16-mixed'"),
         (["align.dtype=bfloat61"], r"^align\.dtype: unknown 'bfloat61'"),
+        (["train.devices=gpu0"], r"^train\.devices: expected auto, a count \(4\) or device indices \(0,1\), got 'gpu0'$"),
         (["train.drift_alarm_kl=0.5", "train.drift_alarm_probe=nope"], r"^train\.drift_alarm_probe: unknown 'nope'; known: harmful"),
         (["methods=[{name: x, overrides: [preview.mode=virtul]}]"], r"^method x: preview\.mode: unknown strategy 'virtul'.*did you mean 'virtual'"),
     ],
