@@ -6,6 +6,7 @@ import configparser
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,3 +80,15 @@ def test_the_lock_pins_every_declared_package_but_torch():
     declared = set(_setup_cfg()) - {"torch"}
     assert declared <= set(locked), sorted(declared - set(locked))
     assert "torch" not in locked  # installed first from the Makefile's TORCH (CPU or CUDA build)
+
+
+def test_no_file_of_the_package_is_git_ignored():
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "lat", "tests", "experiments"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert [f for f in ignored if f.endswith((".py", ".yaml", ".jsonl", ".ipynb"))] == []
