@@ -199,3 +199,30 @@ def test_a_lat_config_dir_that_is_not_a_folder_is_an_error(tmp_path, monkeypatch
 def test_an_unknown_config_name_suggests_the_closest(monkeypatch):
     with pytest.raises(UserError, match=r"^experiment=smok: no smok\.yaml in .*; known: .*smoke \(did you mean 'smoke'\?\)$"):
         load_config(["experiment=smok"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("eval.jsr_k=[-1]", r"^eval\.jsr_k: every item must be >= 1, got \[-1\]$"),
+        ("eval.jsr_k=[3,0]", r"^eval\.jsr_k: every item must be >= 1"),
+        ("train.lr=inf", r"^train\.lr: must be a finite number > 0, got inf$"),
+        ("train.lr=nan", r"^train\.lr: must be a finite number > 0, got nan$"),
+        ("data.val_size=-1", r"^data\.val_size: must be >= 0, got -1$"),
+        ("eval.max_samples=0", r"^eval\.max_samples: must be >= 1, got 0$"),
+        ("eval.utility_max_samples=0", r"^eval\.utility_max_samples: must be >= 1, got 0$"),
+        ("data.max_train_samples=0", r"^data\.max_train_samples: must be >= 1, got 0$"),
+        ("train.max_steps=0", r"^train\.max_steps: must be -1 \(no limit\) or >= 1, got 0$"),
+        ("train.max_steps=-5", r"^train\.max_steps: must be -1 \(no limit\) or >= 1, got -5$"),
+        ("train.checkpoint_every_n_steps=-1", r"^train\.checkpoint_every_n_steps: must be >= 0, got -1$"),
+        ("data.probes=[{name: h, path: x.jsonl, max_samples: 0}]", r"^data\.probes\[h\]\.max_samples: must be >= 1, got 0$"),
+    ],
+)
+def test_values_that_would_be_taken_silently_are_refused(override, message):
+    with pytest.raises(UserError, match=message):
+        load_config(["experiment=smoke", override])
+
+
+def test_the_limits_themselves_are_accepted():
+    cfg = load_config(["experiment=smoke", "train.max_steps=-1", "data.val_size=0", "eval.max_samples=1", "eval.jsr_k=[1,3]"])
+    assert cfg.train.max_steps == -1 and cfg.eval.jsr_k == [1, 3]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -30,3 +31,51 @@ def test_existing_folder_needs_resume(tmp_path):
     cfg.run.name = "other"
     with pytest.raises(UserError, match="no run folder to resume"):
         open_run_dir(cfg)
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("../escape", r"^run\.name: '\.\./escape' is not a single folder name"),
+        ("/tmp/elsewhere", r"^run\.name: '/tmp/elsewhere' is not a single folder name"),
+        ("a/b", r"^run\.name: 'a/b' is not a single folder name"),
+        ("..", r"^run\.name: '\.\.' is not a single folder name"),
+        ("x" * 300, r"^run\.name: 300 bytes long; a folder name holds at most 255$"),
+    ],
+)
+def test_run_names_are_single_folder_names_and_nothing_is_written(tmp_path, name, message):
+    from tests.conftest import run_lat
+
+    root = tmp_path / "root"
+    res = run_lat("train", "experiment=smoke", f"run.root={root}", f"run.name={name}")
+    assert res.returncode == 2 and re.match(message, res.stderr.strip().removeprefix("lat: ")), res.stderr
+    assert "Traceback" not in res.stderr and not any(tmp_path.iterdir())  # nothing beside or under run.root
+
+
+def test_a_run_root_that_is_a_file_is_refused(tmp_path):
+    from lat.workflows.experiment import run_experiment
+
+    (tmp_path / "file").write_text("")
+    cfg = load_config(["experiment=smoke", f"run.root={tmp_path / 'file'}"])
+    with pytest.raises(UserError, match=r"^run\.root: .*file exists and is not a folder$"):
+        open_run_dir(cfg)
+    with pytest.raises(UserError, match=r"^run\.root: .*file exists and is not a folder$"):
+        run_experiment(cfg)
+
+
+def test_a_secret_never_names_a_run_folder(tmp_path, monkeypatch):
+    from lat.workflows.check import check_config
+
+    monkeypatch.setenv("MY_API_KEY", "sk-verysecret123")
+    cfg = load_config(["experiment=smoke", f"run.root={tmp_path}", "run.name=run-sk-verysecret123"])
+    with pytest.raises(UserError, match=r"^run\.name: holds the value of \$MY_API_KEY, a secret"):
+        check_config(cfg)
+
+
+def test_a_sweep_name_is_a_single_folder_name(tmp_path):
+    from lat.config.sweep import read_sweep
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: ../../s9\nmethod: grid\nparameters:\n  train.lr: {values: [0.1]}\n")
+    with pytest.raises(UserError, match=r"s\.yaml: name: '\.\./\.\./s9' is not a single folder name"):
+        read_sweep(path)

@@ -3,6 +3,7 @@ range rules checked whenever a config is built (:func:`check_ranges`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -419,23 +420,45 @@ class Config:
 AT_LEAST_ONE = (
     "data.batch_size",
     "data.eval_batch_size",
+    "data.max_train_samples",
+    "data.max_val_samples",
+    "data.sdft_max_new_tokens",
     "train.epochs",
     "train.accumulate_grad_batches",
     "train.divergence_positions",
+    "train.drift_alarm_positions",
+    "train.log_every_n_steps",
     "lora.r",
     "eval.batch_size",
     "eval.max_new_tokens",
+    "eval.max_samples",
     "eval.utility_max_new_tokens",
+    "eval.utility_max_samples",
     "eval.every_n_epochs",
     "align.steps",
     "align.batch_size",
     "align.r",
+    "align.max_safety",
+    "align.max_benign",
+    "align.benign_max_new_tokens",
 )
-"""Settings that count something and must be >= 1."""
+"""Settings that count something and must be >= 1 (when set: None means "all" or "off")."""
+AT_LEAST_ZERO = (
+    "data.val_size",
+    "data.num_workers",
+    "train.divergence_every_n_steps",
+    "train.checkpoint_every_n_steps",
+    "train.divergence_reference_cache_mb",
+    "eval.sample_table_rows",
+    "preview.mask_answer_tokens",
+)
+"""Counts where 0 means none or off."""
 POSITIVE = ("train.lr", "align.lr")
-"""Settings that must be > 0."""
+"""Settings that must be finite and > 0."""
 FRACTION = ("train.warmup_ratio", "preview.dropout", "lora.dropout", "align.lora_dropout")
 """Settings in [0, 1]."""
+EACH_AT_LEAST_ONE = ("eval.jsr_k",)
+"""Lists whose every item counts something (prefilled tokens) and must be >= 1."""
 
 
 def _get(cfg: Config, dotted: str):
@@ -452,10 +475,18 @@ def check_ranges(cfg: Config) -> Config:
         UserError: The first setting out of range, named, with its value.
     """
     rules = [(k, lambda v: v >= 1, "must be >= 1") for k in AT_LEAST_ONE]
-    rules += [(k, lambda v: v > 0, "must be > 0") for k in POSITIVE]
+    rules += [(k, lambda v: v >= 0, "must be >= 0") for k in AT_LEAST_ZERO]
+    rules += [(k, lambda v: 0 < v < math.inf, "must be a finite number > 0") for k in POSITIVE]
     rules += [(k, lambda v: 0 <= v <= 1, "must be in [0, 1]") for k in FRACTION]
+    rules += [(k, lambda v: all(i >= 1 for i in v), "every item must be >= 1") for k in EACH_AT_LEAST_ONE]
+    rules += [("train.max_steps", lambda v: v == -1 or v >= 1, "must be -1 (no limit) or >= 1")]
     for key, ok, rule in rules:
         value = _get(cfg, key)
         if value is not None and not ok(value):
             raise UserError(f"{key}: {rule}, got {value}")
+    for probe in cfg.data.probes:
+        for name in ("max_samples", "max_new_tokens"):
+            value = getattr(probe, name)
+            if value is not None and value < 1:
+                raise UserError(f"data.probes[{probe.name}].{name}: must be >= 1, got {value}")
     return cfg

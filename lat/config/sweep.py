@@ -42,6 +42,7 @@ from omegaconf import OmegaConf
 
 from lat.config import Config, apply_overrides
 from lat.core.errors import UserError
+from lat.core.paths import folder_name
 from lat.core.registry import unknown_name
 
 # ---------------------------------------------------------------- parameter distributions
@@ -221,7 +222,8 @@ def read_sweep(path: str | Path, base: Config | None = None) -> Sweep:
     run_cap = raw.get("run_cap")
     if run_cap is not None and (not isinstance(run_cap, int) or run_cap < 1):
         raise UserError(f"{path}: run_cap: must be a positive integer, got {run_cap!r}")
-    return Sweep(path, str(raw.get("name") or path.stem), method, dict(params), kinds, list(command), run_cap, int(raw.get("seed", 0)), raw)
+    name = folder_name(str(raw.get("name") or path.stem), f"{path}: name")
+    return Sweep(path, name, method, dict(params), kinds, list(command), run_cap, int(raw.get("seed", 0)), raw)
 
 
 def _check_names(path: Path, params: dict, kinds: dict, base: Config) -> None:

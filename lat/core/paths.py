@@ -6,7 +6,11 @@ import hashlib
 from importlib.resources import files
 from pathlib import Path
 
+from lat.core.errors import UserError
+
 PKG_PREFIX = "pkg:"
+NAME_MAX = 255
+"""Longest folder name, in bytes, that common file systems take."""
 
 
 def resolve_path(path: str | Path) -> str | Path:
@@ -23,3 +27,25 @@ def file_digest(path: str | Path) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def folder_name(name: str, setting: str) -> str:
+    """``name`` unchanged if it is one folder name: not empty, not ``.`` or ``..``, no ``/``, ``\\``
+    or NUL, at most :data:`NAME_MAX` bytes, so that what is written under it stays in its parent.
+
+    Raises:
+        UserError: Otherwise, naming ``setting``.
+    """
+    if name in ("", ".", "..") or any(c in name for c in "/\\\x00"):
+        raise UserError(f"{setting}: {name!r} is not a single folder name (no '/', not '.' or '..')")
+    if len(name.encode()) > NAME_MAX:
+        raise UserError(f"{setting}: {len(name.encode())} bytes long; a folder name holds at most {NAME_MAX}")
+    return name
+
+
+def parent_folder(path: str | Path, setting: str) -> Path:
+    """``path`` as a folder to create things in: refused when it exists and is not a folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{setting}: {path} exists and is not a folder")
+    return path

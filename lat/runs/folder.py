@@ -19,6 +19,7 @@ from typing import Iterator
 from lat.config import Config, to_yaml
 from lat.core.errors import UserError
 from lat.core.fileio import atomic_write, write_json, write_text
+from lat.core.paths import folder_name, parent_folder
 
 LIBRARIES = ("torch", "lightning", "transformers", "peft", "torchmetrics", "wandb", "omegaconf", "tokenizers", "lat")
 
@@ -60,7 +61,7 @@ def open_run_dir(cfg: Config) -> Path:
     Raises:
         UserError: The folder exists and ``run.resume`` is false, or resume finds no folder.
     """
-    path = Path(cfg.run.root) / run_name(cfg)
+    path = parent_folder(cfg.run.root, "run.root") / folder_name(run_name(cfg), "run.name")
     if path.exists() and not cfg.run.resume:
         raise UserError(f"{path}: run folder exists; pass run.resume=true to continue it or choose another run.name")
     if cfg.run.resume and not path.exists():

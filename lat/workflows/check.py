@@ -5,8 +5,9 @@ the schema itself (:func:`lat.config.schema.check_ranges`). Nothing here imports
 
 from __future__ import annotations
 
-from lat.config import AlignConfig, Config, DataConfig, EvalConfig, ModelConfig, TrainConfig, apply_overrides, load_config
+from lat.config import AlignConfig, Config, DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig, apply_overrides, load_config, secrets
 from lat.core.errors import UserError
+from lat.core.paths import folder_name
 from lat.core.precision import AUTOCAST, WEIGHT_DTYPES
 from lat.core.registry import unknown_name
 from lat.data.metrics import TASK_METRICS
@@ -66,12 +67,21 @@ def _check_align(a: AlignConfig) -> None:
     _one_of("align.dtype", a.dtype, DTYPES)
 
 
+def _check_run(run: RunConfig, found_secrets: dict[str, str]) -> None:
+    if run.name is not None:
+        folder_name(run.name, "run.name")
+        for env, value in found_secrets.items():
+            if value in run.name:
+                raise UserError(f"run.name: holds the value of ${env}, a secret (it would name a folder); choose another name")
+
+
 def check_config(cfg: Config) -> Config:
     """``cfg`` unchanged if every name it uses is registered and its settings agree.
 
     Raises:
         UserError: The first unknown name (setting, known names, closest match) or broken rule.
     """
+    _check_run(cfg.run, secrets(cfg))
     check_preview(cfg.preview)
     _check_data(cfg.data, cfg.model)
     _check_train(cfg.train, [p.name for p in cfg.data.probes])

@@ -22,6 +22,7 @@ import yaml
 from lat.config import Config, apply_overrides, to_yaml
 from lat.core.errors import UserError
 from lat.core.fileio import write_text
+from lat.core.paths import folder_name, parent_folder
 from lat.reporting.tables import plot_kl, plot_safety_utility, results_table, write_tables
 from lat.runs.folder import finished, run_name
 from lat.runs.read import flatten
@@ -89,7 +90,7 @@ def check_same_experiment(root: Path, cfg: Config) -> None:
 def run_experiment(cfg: Config) -> Path:
     """Run (or resume) the whole comparison; returns the experiment folder."""
     check_methods(check_config(cfg))
-    root = Path(cfg.run.root) / (cfg.run.name or cfg.experiment or run_name(cfg))
+    root = parent_folder(cfg.run.root, "run.root") / folder_name(cfg.run.name or cfg.experiment or run_name(cfg), "run.name")
     check_same_experiment(root, cfg)
     root.mkdir(parents=True, exist_ok=True)
     write_text(root / "experiment.yaml", to_yaml(cfg))
