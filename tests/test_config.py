@@ -206,8 +206,8 @@ def test_an_unknown_config_name_suggests_the_closest(monkeypatch):
     [
         ("eval.jsr_k=[-1]", r"^eval\.jsr_k: every item must be >= 1, got \[-1\]$"),
         ("eval.jsr_k=[3,0]", r"^eval\.jsr_k: every item must be >= 1"),
-        ("train.lr=inf", r"^train\.lr: must be a finite number > 0, got inf$"),
-        ("train.lr=nan", r"^train\.lr: must be a finite number > 0, got nan$"),
+        ("train.lr=inf", r"^train\.lr: must be > 0 and finite, got inf$"),
+        ("train.lr=nan", r"^train\.lr: must be > 0 and finite, got nan$"),
         ("data.val_size=-1", r"^data\.val_size: must be >= 0, got -1$"),
         ("eval.max_samples=0", r"^eval\.max_samples: must be >= 1, got 0$"),
         ("eval.utility_max_samples=0", r"^eval\.utility_max_samples: must be >= 1, got 0$"),

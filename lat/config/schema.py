@@ -476,7 +476,7 @@ def check_ranges(cfg: Config) -> Config:
     """
     rules = [(k, lambda v: v >= 1, "must be >= 1") for k in AT_LEAST_ONE]
     rules += [(k, lambda v: v >= 0, "must be >= 0") for k in AT_LEAST_ZERO]
-    rules += [(k, lambda v: 0 < v < math.inf, "must be a finite number > 0") for k in POSITIVE]
+    rules += [(k, lambda v: 0 < v < math.inf, "must be > 0 and finite") for k in POSITIVE]
     rules += [(k, lambda v: 0 <= v <= 1, "must be in [0, 1]") for k in FRACTION]
     rules += [(k, lambda v: all(i >= 1 for i in v), "every item must be >= 1") for k in EACH_AT_LEAST_ONE]
     rules += [("train.max_steps", lambda v: v == -1 or v >= 1, "must be -1 (no limit) or >= 1")]
