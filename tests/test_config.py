@@ -226,3 +226,32 @@ def test_values_that_would_be_taken_silently_are_refused(override, message):
 def test_the_limits_themselves_are_accepted():
     cfg = load_config(["experiment=smoke", "train.max_steps=-1", "data.val_size=0", "eval.max_samples=1", "eval.jsr_k=[1,3]"])
     assert cfg.train.max_steps == -1 and cfg.eval.jsr_k == [1, 3]
+
+
+def test_a_section_given_as_a_list_names_the_section(tmp_path):
+    path = tmp_path / "l.yaml"
+    path.write_text("lora: [1, 2]\n")
+    with pytest.raises(UserError, match=r"^config \(.*l\.yaml\): lora: expected a mapping of settings, got a list$"):
+        load_config(["experiment=smoke", f"config={path}"])
+
+
+def test_a_list_setting_given_as_a_mapping_is_one_line():
+    with pytest.raises(UserError, match=r"^config \(override 'data\.probes=\{a: 1\}'\): a list where the schema has a mapping"):
+        load_config(["experiment=smoke", "data.probes={a: 1}"])
+
+
+def test_yaml_syntax_errors_name_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("a:\n  b: [1\n  c: 2\n")
+    with pytest.raises(UserError, match=r"bad\.yaml: invalid YAML at line 3, column 4 \(did not find expected"):
+        load_config([f"config={path}"])
+
+
+@pytest.mark.parametrize("kind", ["dir", "fifo"])
+def test_a_config_file_that_is_a_directory_or_a_fifo_says_so(tmp_path, kind):
+    import os
+
+    path = tmp_path / "c.yaml"
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    with pytest.raises(UserError, match="is a directory, not a file" if kind == "dir" else "is not a regular file"):
+        load_config([f"config={path}"])

@@ -23,12 +23,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, List, cast
 
-from omegaconf import DictConfig, OmegaConf
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lat.config.schema import Config, check_ranges
 from lat.config.secrets import redact, redact_tree, secrets
 from lat.core.errors import UserError
+from lat.core.paths import regular_file
 
 SECTIONS = ("model", "lora", "data", "preview", "train", "eval", "logging", "run", "align")
 NON_GROUP_DIRS = {"experiment", "sweep", "method"}
@@ -76,15 +78,30 @@ def find_config(group: str, name: str, roots: Sequence[Path] | None = None) -> P
 
 
 def _load_yaml(path: Path) -> DictConfig:
-    if not path.is_file():
-        raise UserError(f"{path}: no such config file")
+    regular_file(path, "no such config file")
     try:
         cfg = OmegaConf.load(path)  # OmegaConf's loader is a yaml.SafeLoader
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UserError(f"{path}: invalid YAML{where} ({e.problem or e.context or _first_line(e)})") from None
     except Exception as e:  # noqa: BLE001 - OmegaConf's YAML errors have many types
         raise UserError(f"{path}: invalid YAML ({_first_line(e)})") from None
     if not isinstance(cfg, DictConfig):
         raise UserError(f"{path}: expected a mapping at the top level")
     return cfg
+
+
+def _check_sections(layer: Any, source: str) -> None:
+    """Refuse a section (``lora``, ``eval.judge`` ...) given as anything but a mapping: OmegaConf's
+    own merge error names no key."""
+    if not isinstance(layer, DictConfig):
+        return
+    for name in (*SECTIONS, "eval.judge"):
+        value = OmegaConf.select(layer, name, default=None)
+        if value is not None and not isinstance(value, DictConfig):
+            kind = "a list" if isinstance(value, ListConfig) else f"{value!r}"
+            raise UserError(f"config ({source}): {name}: expected a mapping of settings, got {kind}")
 
 
 def _first_line(e: BaseException) -> str:
@@ -108,15 +125,18 @@ def parse_overrides(args: List[str]) -> list[tuple[str, str]]:
 
 
 def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
+    _check_sections(layer, source)
     try:
         return cast(DictConfig, OmegaConf.merge(base, layer))
+    except TypeError:  # OmegaConf's "Cannot merge incompatible container types"
+        raise UserError(f"config ({source}): a list where the schema has a mapping, or the reverse") from None
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or ""
         msg = getattr(e, "msg", None) or _first_line(e)
         msg = msg.strip().splitlines()[0]
         if "not in" in msg or "Key '" in msg and "not" in msg:
             raise UserError(f"config ({source}): unknown key {key!r}") from None
-        raise UserError(f"config ({source}): {key}: {msg}") from None
+        raise UserError(f"config ({source}): {key + ': ' if key else ''}{msg}") from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -139,7 +159,7 @@ def _merge_layers(base: DictConfig, layers: list[tuple[Any, str]]) -> DictConfig
     if that fails, merge them one by one to name the layer at fault."""
     try:
         return cast(DictConfig, OmegaConf.merge(base, *(layer for layer, _ in layers)))
-    except OmegaConfBaseException:
+    except (OmegaConfBaseException, TypeError):
         for layer, source in layers:
             base = _merge(base, layer, source)
         return base

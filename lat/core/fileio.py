@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from lat.core.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
@@ -27,6 +29,8 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
         The open temporary file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give a file path to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -49,3 +49,20 @@ def parent_folder(path: str | Path, setting: str) -> Path:
     if path.exists() and not path.is_dir():
         raise UserError(f"{setting}: {path} exists and is not a folder")
     return path
+
+
+def regular_file(path: str | Path, missing: str = "no such file") -> Path:
+    """``path`` if it is a regular file to read.
+
+    Raises:
+        UserError: It is missing (``missing`` says so), a directory, or another kind of file (a
+            FIFO, a device), each in one line naming it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a file")
+    if path.exists() and not path.is_file():
+        raise UserError(f"{path}: is not a regular file (a FIFO, socket or device)")
+    if not path.exists():
+        raise UserError(f"{path}: {missing}")
+    return path

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from lat.core.errors import UserError, where
 from lat.core.fileio import atomic_write
-from lat.core.paths import resolve_path
+from lat.core.paths import regular_file, resolve_path
 from lat.core.registry import unknown_name
 
 HF_PREFIX = "hf:"
@@ -171,9 +171,7 @@ def read_records(path: str | Path, fmt: str = "auto") -> RecordSet:
         return _read_hf(str(path))
     if fmt not in READERS:
         raise unknown_name("", "record format", fmt, [*sorted(READERS), "hf"])
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: no such file")
+    p = regular_file(path)
     try:
         records = READERS[fmt](p)
     except UnicodeDecodeError as e:

@@ -105,3 +105,21 @@ def test_hf_local_dataset(tmp_path):
     assert rs.records == [{"question": "q", "answer": "a"}]
     with pytest.raises(UserError, match="cannot load Hugging Face dataset"):
         read_records("hf:/definitely/not/a/dataset@train")
+
+
+@pytest.mark.parametrize("kind", ["dir", "fifo"])
+def test_a_record_file_that_is_a_directory_or_a_fifo_says_so(tmp_path, kind):
+    import os
+
+    path = tmp_path / "d.jsonl"
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    with pytest.raises(UserError, match=r"d\.jsonl: is a directory, not a file$" if kind == "dir" else r"d\.jsonl: is not a regular file"):
+        read_records(path)
+
+
+def test_writing_records_over_a_directory_is_one_line_and_leaves_nothing(tmp_path):
+    target = tmp_path / "out.jsonl"
+    target.mkdir()
+    with pytest.raises(UserError, match=r"out\.jsonl: is a directory; give a file path to write$"):
+        write_records(target, [{"a": 1}])
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"] and not any(target.iterdir())
