@@ -16,7 +16,6 @@ the CLI sees the dataclasses only (:func:`load_config` returns a :class:`Config`
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import os
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from lat.config.schema import Config, check_ranges
 from lat.config.secrets import redact, redact_tree, secrets
 from lat.core.errors import UserError
 from lat.core.paths import regular_file
+from lat.core.registry import known_names
 
 SECTIONS = ("model", "lora", "data", "preview", "train", "eval", "logging", "run", "align")
 NON_GROUP_DIRS = {"experiment", "sweep", "method"}
@@ -70,11 +70,8 @@ def find_config(group: str, name: str, roots: Sequence[Path] | None = None) -> P
         path = root / group / f"{name}.yaml"
         if path.is_file():
             return path
-    known = available(group, roots)
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
     searched = ", ".join(str(r / group) for r in roots)
-    raise UserError(f"{group}={name}: no {name}.yaml in {searched}; known: {', '.join(known) or '(none)'}{hint}")
+    raise UserError(f"{group}={name}: no {name}.yaml in {searched}; {known_names(name, available(group, roots))}")
 
 
 def _load_yaml(path: Path) -> DictConfig:

@@ -24,6 +24,13 @@ from lat.core.errors import UserError
 T = TypeVar("T")
 
 
+def known_names(name: object, known: Sequence[str]) -> str:
+    """``known: a, b, c`` and, when one is close to ``name``, `` (did you mean 'b'?)``."""
+    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"known: {', '.join(known) or '(none)'}{hint}"
+
+
 def unknown_name(setting: str, kind: str, name: object, known: Sequence[str]) -> UserError:
     """The one-line error for a name that is not among ``known`` (with the closest match, if any).
 
@@ -33,11 +40,9 @@ def unknown_name(setting: str, kind: str, name: object, known: Sequence[str]) ->
         name: The name given.
         known: The valid names, in the order they are listed.
     """
-    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
     prefix = f"{setting}: " if setting else ""
     what = f"{kind} " if kind else ""
-    return UserError(f"{prefix}unknown {what}{name!r}; known: {', '.join(known) or '(none)'}{hint}")
+    return UserError(f"{prefix}unknown {what}{name!r}; {known_names(name, known)}")
 
 
 class _Lazy:
