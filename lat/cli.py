@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lat.core.errors import RunStopped, UserError
+from lat.core.quiet import quiet_libraries
 
 
 class _Parser(argparse.ArgumentParser):
@@ -273,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 diverged, 2 user error, 128 + N stopped by signal N)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_libraries()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:

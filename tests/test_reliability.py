@@ -38,30 +38,54 @@ CHILD = textwrap.dedent("""
     import os, signal, sys
     import lightning as L
     import lat.workflows.finetune as T
+    from lat.evaluation.evaluator import Evaluator
     from lat.cli import main
 
-    STEP, SIG = int(sys.argv[1]), int(sys.argv[2])
+    POINT, SIG = sys.argv[1], int(sys.argv[2])
+    where, _, arg = POINT.partition(":")
+    fault = lambda: os.kill(os.getpid(), SIG)
 
     class Fault(L.Callback):
         def on_train_batch_end(self, trainer, *args):
-            if trainer.global_step == STEP:
-                os.kill(os.getpid(), SIG)
+            if where == "step" and trainer.global_step == int(arg):
+                fault()
 
     build = T.build_trainer
     T.build_trainer = lambda cfg, run_dir, callbacks, *a: build(cfg, run_dir, [Fault(), *callbacks], *a)
+    if where in ("safety", "utility"):  # the arg-th evaluation of that kind, once it has begun
+        calls, kind = [0], getattr(Evaluator, where)
+        def evaluate(self, *a, **k):
+            calls[0] += 1
+            if calls[0] == int(arg):
+                fault()
+            return kind(self, *a, **k)
+        setattr(Evaluator, where, evaluate)
+    if where == "save":
+        save = T.save_final
+        def save_final(*a):
+            fault()
+            return save(*a)
+        T.save_final = save_final
     sys.exit(main(sys.argv[3:]))
 """)
 
 
-def _child(tmp_path: Path, step: int, sig: int, args: list[str]) -> subprocess.CompletedProcess:
+def _child(tmp_path: Path, point: str | int, sig: int, args: list[str]) -> subprocess.CompletedProcess:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, str(script), str(step), str(int(sig)), *args], capture_output=True, text=True, env=env, cwd=ROOT)
+    point = f"step:{point}" if isinstance(point, int) else point
+    return subprocess.run([sys.executable, str(script), point, str(int(sig)), *args], capture_output=True, text=True, env=env, cwd=ROOT)
 
 
 def _results(run: Path) -> tuple[dict, str]:
     return json.loads((run / "metrics.json").read_text()), (run / "divergence.csv").read_text()
+
+
+def _files(run: Path) -> dict[str, bytes]:
+    """What a finished run's results are, byte for byte."""
+    names = ["metrics.json", "samples.jsonl", "divergence.csv", "adapter/adapter_model.safetensors"]
+    return {n: (run / n).read_bytes() for n in names}
 
 
 def _ckpt_step(run: Path) -> int:
@@ -69,10 +93,15 @@ def _ckpt_step(run: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def whole_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("runs")
     assert main(["train", *FAULT_RUN, f"run.root={root}", "run.name=whole"]) == 0
-    return _results(root / "whole")
+    return root / "whole"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(whole_run):
+    return _results(whole_run)
 
 
 def test_same_config_and_seed_give_identical_results_files(tmp_path, uninterrupted):
@@ -111,10 +140,49 @@ def test_sigterm_and_sigint_save_a_checkpoint_and_exit_cleanly(tmp_path, uninter
     assert not (tmp_path / "stopped" / "checkpoints" / "last.ckpt").exists()
     capsys.readouterr()
     config = (tmp_path / "stopped" / "config.yaml").read_text()
-    assert main(["train", *args, "run.resume=true", "train.lr=0.5"]) == 2
+    assert main(["train", *args, "run.resume=true"]) == 2
     assert capsys.readouterr().err.startswith(f"lat: {tmp_path / 'stopped'}: finished, and its checkpoint was not kept")
+    assert main(["train", *args, "run.resume=true", "train.lr=0.5"]) == 2
+    assert capsys.readouterr().err.startswith(f"lat: {tmp_path / 'stopped'}: recorded with other settings (train.lr)")
     assert _results(tmp_path / "stopped") == uninterrupted
     assert (tmp_path / "stopped" / "config.yaml").read_text() == config  # the refused resume rewrote nothing
+
+
+# Every point of a run where a stop can land, by the signals a user or a scheduler sends. A
+# checkpoint every 4 steps puts one at each epoch's last step (8, 16), where Lightning resumes
+# with the next epoch and skips the epoch-end hooks, and so where an evaluation was lost.
+POINTS = {
+    "mid-epoch": ("step:5", "checkpoint at step 5"),
+    "last-step": ("step:8", "checkpoint at step 8, before the epoch-end evaluations"),
+    "safety-eval": ("safety:1", "during the first epoch-end evaluation"),
+    "utility-eval": ("utility:1", "after the safety evaluation was recorded"),
+    "final-epoch-eval": ("safety:2", "during the last epoch-end evaluation"),
+    "final-save": ("save", "while the adapter is saved"),
+}
+SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT, "SIGHUP": signal.SIGHUP, "SIGKILL": signal.SIGKILL}
+QUICK = {("last-step", "SIGTERM"), ("utility-eval", "SIGKILL"), ("final-save", "SIGINT"), ("safety-eval", "SIGHUP")}
+
+
+@pytest.mark.parametrize(
+    ("point", "sig"),
+    [pytest.param(p, s, marks=() if (p, s) in QUICK else pytest.mark.slow) for p in POINTS for s in SIGNALS],
+)
+def test_a_run_stopped_at_any_point_by_any_signal_resumes_to_the_same_files(tmp_path, whole_run, point, sig):
+    args = [*FAULT_RUN, f"run.root={tmp_path}", "run.name=cut", "train.checkpoint_every_n_steps=4"]
+    res = _child(tmp_path, POINTS[point][0], SIGNALS[sig], ["train", *args])
+    run = tmp_path / "cut"
+    if sig == "SIGKILL":
+        assert res.returncode == -signal.SIGKILL
+    else:
+        assert res.returncode == 128 + SIGNALS[sig] and "Traceback" not in res.stderr, res.stderr[-2000:]
+        (line,) = [line for line in res.stderr.splitlines() if line.startswith("lat:")]
+        assert line.startswith(f"lat: stopped by {sig}") and "weights_only" not in res.stderr
+    if point == "final-save" and sig != "SIGKILL":  # the run finishes first, then stops its caller
+        assert "the run had finished first" in line and _files(run) == _files(whole_run)
+        return
+    assert not (run / "adapter").exists()
+    assert main(["train", *args, "run.resume=true"]) == 0
+    assert _files(run) == _files(whole_run)
 
 
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
@@ -160,6 +228,9 @@ def test_secrets_never_reach_a_saved_or_logged_config(tmp_path, monkeypatch):
     assert any(p.name == "config.yaml" for p in texts) and any("wandb" in str(p) for p in texts)
     assert [str(p) for p, b in texts.items() if key.encode() in b] == []
     assert "<redacted $OPENAI_API_KEY>" in (run / "config.yaml").read_text()
+    import wandb
+
+    wandb.finish()  # the next offline run in this process starts its own
 
 
 def test_safe_defaults():
@@ -188,3 +259,37 @@ def test_an_experiment_folder_is_not_reused_for_other_settings(tmp_path, capsys)
     assert main(["run", "experiment=smoke", f"run.root={tmp_path}", "train.lr=0.1"]) == 2
     err = capsys.readouterr().err
     assert "holds an experiment run with other settings (train.lr)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_resume_with_settings_that_change_results_is_refused_and_rewrites_nothing(whole_run, capsys):
+    import yaml
+
+    before = {p: p.read_bytes() for p in whole_run.rglob("*") if p.is_file()}
+    args = ["train", *FAULT_RUN, f"run.root={whole_run.parent}", "run.name=whole", "run.resume=true"]
+    assert main([*args, "train.lr=0.5", "data.batch_size=2"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"lat: {whole_run}: recorded with other settings (data.batch_size, train.lr); a resume continues the run as it was: drop those overrides or choose another run.name\n"
+    )
+    assert {p: p.read_bytes() for p in whole_run.rglob("*") if p.is_file()} == before
+
+    from lat.config import apply_overrides, load_config, to_yaml
+    from lat.config.identity import changed_settings
+
+    cfg = load_config(["experiment=smoke"])
+    recorded = yaml.safe_load(to_yaml(cfg))
+    same = ["train.epochs=3", "train.max_steps=9", "logging.wandb_mode=disabled", "logging.tags=[a]", "train.keep_checkpoint=false", "run.resume=true"]
+    assert changed_settings(recorded, apply_overrides(cfg, same, "test")) == []
+    other = apply_overrides(cfg, ["train.lr=0.1", "preview.mode=virtual", "eval.jsr_k=[5]", "data.batch_size=2"], "test")
+    assert changed_settings(recorded, other) == ["data.batch_size", "eval.jsr_k", "preview.mode", "train.lr"]
+
+
+def test_a_user_error_found_after_the_model_loads_is_all_of_stderr(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x"}\n')
+    args = ["-m", "lat", "train", "experiment=smoke", f"run.root={tmp_path / 'runs'}", f"data.train_path={bad}"]
+    res = subprocess.run([sys.executable, *args], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
+    # transformers' FutureWarning on loading the model used to come first
+    assert res.returncode == 2 and res.stderr == f"lat: {bad}: line 1: field 'question': missing\n"
+    assert not (tmp_path / "runs").exists()

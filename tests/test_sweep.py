@@ -195,6 +195,7 @@ if args["lora.r"] == "13":
 run = Path(args["run.root"]) / args["run.name"]
 run.mkdir(parents=True, exist_ok=True)
 (run / "config.yaml").write_text("{}")
+(run / "adapter").mkdir(exist_ok=True)
 (run / "metrics.json").write_text(json.dumps({"safety/rsr": int(args["lora.r"]) / 100, "global_step": 1}))
 """
 
@@ -235,6 +236,43 @@ def test_runner_records_a_failure_goes_on_and_skips_finished_points_on_rerun(tmp
     calls = (tmp_path / "calls.log").read_text().splitlines()
     assert len(calls) == 4 and calls[-1].startswith(points[1].id)
     assert [p.status for p in again] == ["done", "failed", "done"]
+
+
+def test_a_command_that_exits_0_without_a_finished_run_is_a_failed_point(tmp_path):
+    sweep = read_sweep(
+        _write(
+            tmp_path,
+            """\
+        name: echo
+        method: grid
+        parameters:
+          lora.r: {values: [4]}
+        command: [echo, "${args_no_hyphens}"]
+        """,
+        )
+    )
+    (point,) = SweepRun(sweep, [], tmp_path / "runs").run()
+    assert point.status == "failed" and point.returncode == 0 and point.metrics == {}
+    assert point.error is not None and "left no finished run" in point.error
+
+
+def test_plain_points_resolve_as_the_whole_config_does(tmp_path):
+    from lat.config.sweep import overrides
+    from lat.workflows.sweep import point_resolver
+
+    base_args = ["experiment=smoke", "train.lr=0.001"]
+    base = load_config(base_args)
+    resolve = point_resolver(base_args, base)
+    points = [
+        {"preview.mode": "virtual", "preview.prefix": "1e-4", "train.lr": 0.5, "eval.jsr_k": [3, 5]},
+        {"lora.r": 4, "lora.target_modules": ["q_proj"], "data.max_train_samples": None, "run.seed": 3},
+        {"method": "sdft", "train.lr": 0.01},  # a config file: composed whole
+        {"train.epochs": 2, "train.max_steps": -1},
+    ]
+    for values in points:
+        assert resolve(values) == load_config(base_args + overrides(values)), values
+    with pytest.raises(UserError, match=r"data\.val_size: must be >= 0"):  # a range rule
+        resolve({"data.val_size": -1})
 
 
 def test_unfinished_point_resumes_its_run_folder(tmp_path, monkeypatch):

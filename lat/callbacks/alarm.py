@@ -68,8 +68,19 @@ class DriftAlarm(L.Callback):
         if self.stop:
             trainer.should_stop = True
 
+    def on_train_start(self, trainer: L.Trainer, module) -> None:
+        self._after_measurement(trainer)  # the monitor's epoch end done at a resumed run's start
+
     def on_train_batch_end(self, trainer: L.Trainer, module, outputs, batch, batch_idx: int) -> None:
         self._after_measurement(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
         self._after_measurement(trainer)
+
+    def state_dict(self) -> dict:
+        return {"fired": [list(f) for f in self.fired], "seen": self._seen}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Alarms fired before the checkpoint (they stay in ``alarm/fired_at_steps``)."""
+        self.fired = [(int(s), float(v)) for s, v in state_dict.get("fired", [])]
+        self._seen = state_dict.get("seen")

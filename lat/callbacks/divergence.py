@@ -126,6 +126,8 @@ class DivergenceMonitor(L.Callback):
         self.rows: list[dict] = []
         self.latest: dict[str, dict[str, list]] = {}
         self._done_at: int | None = None
+        self.epochs_ended = 0
+        self._rank_zero = True
         self._reference = reference_cache if reference_cache is not None else ReferenceCache(reference_cache_mb * 2**20)
 
     @property
@@ -160,9 +162,14 @@ class DivergenceMonitor(L.Callback):
             module.train(was_training)
         return acc.means()
 
-    def run(self, trainer: L.Trainer, module) -> dict[str, float]:
-        """Measure every probe set now; log, record and return the flat metrics."""
-        step, epoch = trainer.global_step, trainer.current_epoch
+    def run(self, trainer: L.Trainer, module, epoch: int | None = None) -> dict[str, float]:
+        """Measure every probe set now; log, record and return the flat metrics.
+
+        Args:
+            epoch: The epoch recorded (default: the trainer's).
+        """
+        step = trainer.global_step
+        epoch = trainer.current_epoch if epoch is None else epoch
         if self._done_at == step or not trainer.is_global_zero:
             return {}
         self._done_at = step
@@ -218,25 +225,40 @@ class DivergenceMonitor(L.Callback):
             )
 
     # ------------------------------------------------------------------ hooks
+    def setup(self, trainer: L.Trainer, module, stage: str) -> None:
+        self._rank_zero = trainer.is_global_zero
+
     def on_train_start(self, trainer: L.Trainer, module) -> None:
-        if trainer.global_step == 0:  # a resumed run already measured up to its checkpoint
+        if trainer.global_step == 0:
             self.run(trainer, module)
+        # Lightning resumes a run checkpointed at an epoch's last step with the next epoch,
+        # without that epoch's end hooks: do the missing epoch end here.
+        for epoch in range(self.epochs_ended, trainer.current_epoch):
+            self._epoch_end(trainer, module, epoch)
 
     def on_train_batch_end(self, trainer: L.Trainer, module, outputs, batch, batch_idx: int) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
             self.run(trainer, module)
 
+    def _epoch_end(self, trainer: L.Trainer, module, epoch: int) -> None:
+        self.run(trainer, module, epoch)
+        self.epochs_ended = epoch + 1
+
     def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
-        self.run(trainer, module)
+        self._epoch_end(trainer, module, trainer.current_epoch)
 
     def state_dict(self) -> dict:
-        return {"rows": self.rows}
+        return {"rows": self.rows, "epochs_ended": self.epochs_ended}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Rows measured before the checkpoint; the latest curves and step follow from them."""
+        """Rows measured before the checkpoint; the latest curves and step follow from them, and
+        ``divergence.csv`` is cut back to them (rows after the checkpoint are measured again)."""
         self.rows = list(state_dict.get("rows", []))
+        self.epochs_ended = state_dict.get("epochs_ended", 0)
         if self.rows:
             self._done_at = self.rows[-1]["step"]
             for probe in dict.fromkeys(r["probe"] for r in self.rows):
                 last = [r for r in self.rows if r["probe"] == probe and r["step"] == self._done_at]
-                self.latest[probe] = {k: [r[k] for r in last] for k in (*METRICS, "count")}
+                self.latest[probe] = {k: [r[k] for r in last] for k in ("count", *METRICS)}  # the order of DivergenceAccumulator.means
+        if self._rank_zero:
+            self._write_csv()

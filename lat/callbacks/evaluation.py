@@ -1,9 +1,13 @@
-"""The epoch-end evaluation callbacks.
+"""The epoch-end evaluation callbacks, and what a checkpoint knows of the records they wrote.
 
-``SafetyEvalCallback`` and ``UtilityEvalCallback`` run every ``eval.every_n_epochs`` epochs and at
-the end of training, on rank 0 only; they log their metrics, send a W&B table of sample
-generations, and hand each evaluation to ``record`` (the run folder's ``metrics.json`` and
-``samples.jsonl``: :func:`lat.runs.folder.record_eval`).
+``SafetyEvalCallback`` and ``UtilityEvalCallback`` run every ``eval.every_n_epochs`` epochs and,
+through :meth:`EvalCallback.finish`, once more on the final model, on rank 0 only; they log
+their metrics, send a W&B table of sample generations, and hand each evaluation to ``record``
+(the run folder's ``metrics.json`` and ``samples.jsonl``: :func:`lat.runs.folder.record_eval`).
+
+Resuming never loses or repeats an evaluation: each callback keeps its progress in the
+checkpoint, and :class:`RecordLedger` keeps how far the records went, so records written after
+the checkpoint (by the process that stopped) are dropped and redone.
 """
 
 from __future__ import annotations
@@ -31,7 +35,11 @@ def _wandb_table(trainer: L.Trainer, key: str, samples: list[dict], rows: int, s
 
 
 class EvalCallback(L.Callback):
-    """Run one evaluation on epoch ends and at the end of training (rank 0).
+    """Run one evaluation on epoch ends; :meth:`finish` evaluates the final model (rank 0).
+
+    Lightning resumes a run checkpointed at an epoch's last step with the next epoch, without
+    that epoch's end hooks; the callback then does the missing epoch end at the start of the
+    resumed run (``epochs_ended`` travels in the checkpoint).
 
     Args:
         name: ``safety`` or ``utility``.
@@ -50,12 +58,18 @@ class EvalCallback(L.Callback):
         self.record = record
         self.table_rows = table_rows
         self._done_at: int | None = None
+        self.epochs_ended = 0
         self.history: list[dict] = []
 
-    def run(self, trainer: L.Trainer, module) -> dict:
-        """Evaluate the current model now (skipped if already done at this step or not rank 0)."""
+    def run(self, trainer: L.Trainer, module, epoch: int | None = None) -> dict:
+        """Evaluate the current model now (skipped if already done at this step or not rank 0).
+
+        Args:
+            epoch: The epoch recorded (default: the trainer's).
+        """
         if not trainer.is_global_zero or self._done_at == trainer.global_step:
             return {}
+        epoch = trainer.current_epoch if epoch is None else epoch
         self._done_at = trainer.global_step
         metrics, samples = self.evaluate(module.model, self.tokenizer)
         numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
@@ -63,16 +77,60 @@ class EvalCallback(L.Callback):
             logger.log_metrics(numeric, step=trainer.global_step)
         _wandb_table(trainer, self.name, samples, self.table_rows, trainer.global_step)
         if self.record is not None:
-            self.record(metrics, samples, trainer.current_epoch, trainer.global_step)
-        self.history.append({"epoch": trainer.current_epoch, "step": trainer.global_step, **metrics})
+            self.record(metrics, samples, epoch, trainer.global_step)
+        self.history.append({"epoch": epoch, "step": trainer.global_step, **metrics})
         return metrics
 
-    def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
-        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self.run(trainer, module)
+    def _epoch_end(self, trainer: L.Trainer, module, epoch: int) -> None:
+        if (epoch + 1) % self.every_n_epochs == 0:
+            self.run(trainer, module, epoch)
+        self.epochs_ended = epoch + 1
 
-    def on_train_end(self, trainer: L.Trainer, module) -> None:
-        self.run(trainer, module)
+    def on_train_start(self, trainer: L.Trainer, module) -> None:
+        for epoch in range(self.epochs_ended, trainer.current_epoch):  # resumed after an epoch's last step
+            self._epoch_end(trainer, module, epoch)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
+        self._epoch_end(trainer, module, trainer.current_epoch)
+
+    def finish(self, trainer: L.Trainer, module) -> dict:
+        """Evaluate the final model (after ``fit``; skipped if the last epoch end did)."""
+        return self.run(trainer, module)
+
+    def state_dict(self) -> dict:
+        return {"done_at": self._done_at, "epochs_ended": self.epochs_ended}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._done_at = state_dict.get("done_at")
+        self.epochs_ended = state_dict.get("epochs_ended", 0)
+
+    @property
+    def state_key(self) -> str:
+        return f"{type(self).__name__}[{self.name}]"
+
+
+class RecordLedger(L.Callback):
+    """Keep in every checkpoint how many records the run folder held when it was saved; on
+    resume, cut the records back to that (the resumed run redoes what came after).
+
+    Args:
+        count: () -> the record counts now (:func:`lat.runs.folder.record_counts`).
+        truncate: counts -> None, cuts the records back (:func:`lat.runs.folder.keep_records`).
+    """
+
+    def __init__(self, count: Callable[[], dict], truncate: Callable[[dict], None]):
+        self.count, self.truncate = count, truncate
+        self._rank_zero = True
+
+    def setup(self, trainer: L.Trainer, module, stage: str) -> None:
+        self._rank_zero = trainer.is_global_zero
+
+    def state_dict(self) -> dict:
+        return self.count()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if self._rank_zero:
+            self.truncate(state_dict)
 
 
 class SafetyEvalCallback(EvalCallback):

@@ -1,11 +1,21 @@
-"""Stop a run on SIGINT / SIGTERM at the next step boundary, with a checkpoint to resume from.
+"""Stop a run on SIGINT / SIGTERM / SIGHUP at the next safe point, with a checkpoint to resume from.
 
-A scheduler's SIGTERM (SLURM, Kubernetes, a spot instance going away) or a Ctrl+C must not lose
-the steps trained so far. :class:`GracefulStop` lets the current optimizer step finish, saves
-``checkpoints/last.ckpt`` exactly as a periodic checkpoint would be saved at that step (weights,
-optimizer, scheduler, loop counters, random states), and ends the run with
-:class:`~lat.core.errors.RunStopped`, which the CLI reports in one line (exit code ``128 + signal``).
-``run.resume=true`` continues from there. A second Ctrl+C stops at once.
+A scheduler's SIGTERM (SLURM, Kubernetes, a spot instance going away), a closed terminal's SIGHUP
+or a Ctrl+C must not lose the steps trained so far, nor an evaluation. :class:`GracefulStop`
+notes the signal and acts at the next point where a checkpoint resumes exactly:
+
+* after an optimizer step (mid-epoch or an epoch's last step): it saves ``checkpoints/last.ckpt``
+  as a periodic checkpoint would be saved at that step (weights, optimizer, scheduler, loop
+  counters, random states, the callbacks' progress) and ends the run with
+  :class:`~lat.core.errors.RunStopped` (one line, exit code ``128 + signal``);
+* after the epoch-end work (divergence, evaluations), when the signal came during it: the same,
+  from the epoch's end;
+* during the final evaluation and save, which the recipe covers with :meth:`GracefulStop.install`
+  after ``fit``: the run finishes first, then :meth:`GracefulStop.raise_if_signalled` stops the
+  caller (so ``lat run`` does not start its next method).
+
+``run.resume=true`` continues from the checkpoint. A second Ctrl+C stops at once. SIGKILL cannot
+be caught; a killed run resumes from its last periodic checkpoint.
 """
 
 from __future__ import annotations
@@ -18,11 +28,11 @@ import lightning as L
 
 from lat.core.errors import RunStopped
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class GracefulStop(L.Callback):
-    """Turn SIGINT / SIGTERM during training into a checkpoint and a clean stop.
+    """Turn SIGINT / SIGTERM / SIGHUP into a checkpoint and a clean stop.
 
     Args:
         ckpt_path: Where the checkpoint goes (the run's ``checkpoints/last.ckpt``).
@@ -38,20 +48,29 @@ class GracefulStop(L.Callback):
             raise KeyboardInterrupt  # asked twice: stop now
         self.signum = signum
 
-    def on_train_start(self, trainer: L.Trainer, module) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handler) for s in SIGNALS}
+    def install(self) -> None:
+        """Catch the signals from now on (main thread only). What it replaces is what
+        :meth:`restore` puts back, so installing again after Lightning's teardown (which put back
+        the handlers found before ``fit``) restores those, never Lightning's."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for s in SIGNALS:
+            if signal.getsignal(s) != self._handler:
+                self._previous[s] = signal.signal(s, self._handler)
 
-    def _restore(self) -> None:
+    def restore(self) -> None:
+        """Put back the handlers found by :meth:`install`."""
         for s, handler in self._previous.items():
             signal.signal(s, handler)  # type: ignore[arg-type]  # what signal.signal returned: a handler
         self._previous = {}
 
-    def on_train_end(self, trainer: L.Trainer, module) -> None:
-        self._restore()
+    def on_train_start(self, trainer: L.Trainer, module) -> None:
+        # Replaces Lightning's own SIGTERM handler, which would end the run with exit code 1 at the
+        # epoch's end. Lightning's teardown after fit puts back what it found before fit.
+        self.install()
 
     def on_exception(self, trainer: L.Trainer, module, exception: BaseException) -> None:
-        self._restore()
+        self.restore()
 
     def on_train_batch_end(self, trainer: L.Trainer, module, outputs, batch, batch_idx: int) -> None:
         if self.signum is None:
@@ -59,8 +78,26 @@ class GracefulStop(L.Callback):
         last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
         if (batch_idx + 1) % trainer.accumulate_grad_batches and not last:
             return  # inside an accumulation window: stop after its optimizer step
-        trainer.save_checkpoint(self.ckpt_path)
+        self._stop(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
+        if self.signum is not None:  # came during the epoch-end work, which has now finished
+            self._stop(trainer)
+
+    def _stop(self, trainer: L.Trainer) -> None:
+        assert self.signum is not None
+        trainer.save_checkpoint(self.ckpt_path, weights_only=False)
         name = signal.Signals(self.signum).name
         raise RunStopped(
             f"stopped by {name} after step {trainer.global_step}; checkpoint saved to {self.ckpt_path}; continue with run.resume=true", code=128 + self.signum
         )
+
+    def raise_if_signalled(self, run_dir: Path) -> None:
+        """After a run that finished with a signal pending: stop the caller.
+
+        Raises:
+            RunStopped: A signal came during the final evaluation or save.
+        """
+        if self.signum is not None:
+            name = signal.Signals(self.signum).name
+            raise RunStopped(f"stopped by {name}; the run had finished first, its results are in {run_dir}", code=128 + self.signum)

@@ -251,6 +251,32 @@ def apply_overrides(cfg: Config, overrides: List[str], source: str = "overrides"
     return check_ranges(cast(Config, OmegaConf.to_object(_merge_layers(OmegaConf.structured(cfg), layers))))
 
 
+def setting(cfg: Any, key: str) -> Any:
+    """The value of dotted setting ``key`` (``train.lr``) in ``cfg``."""
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def with_settings(cfg: Config, values: dict[str, Any]) -> Config:
+    """``cfg`` with dotted settings replaced by already-typed values (``dataclasses.replace``
+    down each path), range rules checked; the values come from :func:`apply_overrides`, which
+    validated them.
+
+    Raises:
+        UserError: A range rule the combination breaks.
+    """
+
+    def put(obj: Any, parts: list[str], value: Any) -> Any:
+        if not parts:
+            return value
+        return dataclasses.replace(obj, **{parts[0]: put(getattr(obj, parts[0]), parts[1:], value)})
+
+    for key, value in values.items():
+        cfg = put(cfg, key.split("."), value)
+    return check_ranges(cfg)
+
+
 def to_yaml(cfg: Config) -> str:
     """The resolved configuration as YAML (what every run folder stores as config.yaml).
 

@@ -22,7 +22,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from lat.config.compose import to_dict
+import yaml
+
+from lat.config.compose import to_dict, to_yaml
 from lat.config.schema import Config
 from lat.core.cache import MARKER
 from lat.core.paths import file_digest
@@ -128,3 +130,52 @@ def evaluation_key(cfg: Config, items: list, utility_records: list | None, autoc
     if cfg.model.adapter_path or not marker.is_file():
         return None
     return [marker.read_text(), to_dict(cfg)["eval"], cfg.data.task, cfg.run.seed, autocast, [items, utility_records], code_digest]
+
+
+RESUME_MAY_CHANGE = (
+    "run.resume",
+    "logging.",
+    "train.epochs",
+    "train.max_steps",
+    "train.keep_checkpoint",
+    "train.checkpoint_every_n_steps",
+    "train.log_every_n_steps",
+    "train.divergence_reference_cache_mb",
+    "train.save_merged",
+    "data.num_workers",
+    "eval.sample_table_rows",
+    "methods",
+    "experiment",
+)
+"""Settings a resumed run may change (dotted names; a trailing dot covers a section): they extend
+the run or change how it is logged and kept, never what its steps compute."""
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out: dict = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def changed_settings(recorded: dict, cfg: Config) -> list[str]:
+    """The settings of ``cfg`` that differ from a run's recorded config, other than those in
+    :data:`RESUME_MAY_CHANGE`.
+
+    Args:
+        recorded: The run's ``config.yaml``, loaded (secrets in it are redacted, so ``cfg`` is
+            compared redacted too).
+        cfg: The config the run is resumed with.
+
+    Returns:
+        Dotted names, sorted.
+    """
+    old, new = _flat(recorded), _flat(yaml.safe_load(to_yaml(cfg)))
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not _may_change(k))
+
+
+def _may_change(key: str) -> bool:
+    return any(key == m or (m.endswith(".") and key.startswith(m)) for m in RESUME_MAY_CHANGE)

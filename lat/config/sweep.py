@@ -27,6 +27,7 @@ Parameter forms: ``value``, ``values``, ``int_uniform`` / ``uniform`` (``min``, 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -139,6 +140,17 @@ def format_value(value: Any) -> str:
 
 
 def _parses_to(text: str, value: Any) -> bool:
+    if isinstance(value, (str, int, float, bool, type(None))):  # a grid repeats each value
+        return _parses_to_scalar(text, value, type(value).__name__)
+    return _parses(text, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parses_to_scalar(text: str, value: Any, kind: str) -> bool:  # kind: 1, 1.0 and True are equal keys
+    return _parses(text, value)
+
+
+def _parses(text: str, value: Any) -> bool:
     try:
         parsed = cast(dict, OmegaConf.to_container(OmegaConf.from_dotlist([f"k={text}"])))["k"]
     except Exception:  # noqa: BLE001 - any parse failure means "not this form"

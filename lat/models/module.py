@@ -57,6 +57,7 @@ class LookAheadModule(L.LightningModule):
         self.strict_loading = False  # checkpoints hold only the trainable weights
         self._tokens = 0
         self._clock: float | None = None
+        self.restored_metrics: dict[str, float] = {}
         self._column_logits = _accepts_logits_to_keep(model)
 
     # ------------------------------------------------------------------ forward passes
@@ -178,10 +179,13 @@ class LookAheadModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = self.trainable_state_dict()
         checkpoint["rng"] = rng_state()
+        # The latest logged values (train/loss, ...): a run resumed after its last step logs none.
+        checkpoint["logged"] = {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "rng" in checkpoint:  # dropout continues with the random stream it stopped in
             set_rng_state(checkpoint["rng"])
+        self.restored_metrics = dict(checkpoint.get("logged", {}))
 
 
 def rng_state() -> dict:

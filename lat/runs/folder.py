@@ -124,3 +124,30 @@ def record_eval(run_dir: Path, metrics: dict, samples: list[dict], epoch: int | 
         for row in samples:
             f.write(json.dumps({"epoch": epoch, "step": step, **row}, ensure_ascii=False) + "\n")
     return out
+
+
+def record_counts(run_dir: Path) -> dict:
+    """How many evaluations ``metrics.json`` and lines ``samples.jsonl`` hold now (what a
+    checkpoint keeps, so a resumed run can cut the records back to it: :func:`keep_records`)."""
+    run_dir = Path(run_dir)
+    metrics, samples = run_dir / "metrics.json", run_dir / "samples.jsonl"
+    evals = len(json.loads(metrics.read_text()).get("evals", [])) if metrics.exists() else 0
+    lines = sum(1 for line in samples.read_text(encoding="utf-8").splitlines() if line.strip()) if samples.exists() else 0
+    return {"evals": evals, "samples": lines}
+
+
+def keep_records(run_dir: Path, counts: dict) -> None:
+    """Cut ``metrics.json``'s evaluations and ``samples.jsonl`` back to ``counts`` (the first ones
+    recorded): what a stopped process wrote after its checkpoint, which the resumed run redoes."""
+    run_dir = Path(run_dir)
+    metrics, samples = run_dir / "metrics.json", run_dir / "samples.jsonl"
+    if metrics.exists():
+        current = json.loads(metrics.read_text())
+        if len(current.get("evals", [])) > counts["evals"]:
+            current["evals"] = current["evals"][: counts["evals"]]
+            write_json(metrics, current)
+    if samples.exists():
+        rows = [line for line in samples.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if len(rows) > counts["samples"]:
+            with atomic_write(samples) as f:
+                f.writelines(line + "\n" for line in rows[: counts["samples"]])

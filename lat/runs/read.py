@@ -27,10 +27,17 @@ def divergence_history(run_dir: Path, probe: str, metric: str = "kl") -> dict[in
     out: dict[int, dict[int, float]] = {}
     if not path.exists():
         return out
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            if row["probe"] == probe and row[metric] != "":
-                out.setdefault(int(row["step"]), {})[int(row["position"])] = float(row[metric])
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("probe", "step", "position", metric) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path}: line 1: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        for row in reader:
+            if row["probe"] == probe and row[metric] not in ("", None):
+                try:
+                    out.setdefault(int(row["step"]), {})[int(row["position"])] = float(row[metric])
+                except (TypeError, ValueError):
+                    raise UserError(f"{path}: line {reader.line_num}: step, position and {metric} must be numbers") from None
     return out
 
 
@@ -71,8 +78,20 @@ def prompt_outcomes(path: Path) -> dict[str, dict[str, float]]:
     samples = path / "samples.jsonl"
     if not samples.exists():
         return {}
-    rows = [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines() if line.strip()]
-    last = max((r.get("step") if r.get("step") is not None else -1 for r in rows), default=-1)
+    rows: list[dict] = []
+    for n, line in enumerate(samples.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise UserError(f"{samples}: line {n}: not valid JSON") from None
+            if not isinstance(row, dict) or "metric" not in row:
+                raise UserError(f"{samples}: line {n}: expected an object with a 'metric' field")
+            if not isinstance(row.get("step", 0), (int, type(None))) or isinstance(row.get("step"), bool):
+                raise UserError(f"{samples}: line {n}: field 'step': expected an integer")
+            rows.append(row)
+    steps: list[int] = [r["step"] if r.get("step") is not None else -1 for r in rows]
+    last = max(steps, default=-1)
     out: dict[str, dict[str, float]] = {}
     for r in rows:
         if (r.get("step") if r.get("step") is not None else -1) != last:
@@ -109,6 +128,10 @@ def load_run(path: Path) -> Run:
         raw = json.loads((path / "metrics.json").read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: cannot read run ({e})") from None
+    if not isinstance(nested, dict):
+        raise UserError(f"{path / 'config.yaml'}: expected a mapping of settings, got {type(nested).__name__}")
+    if not isinstance(raw, dict):
+        raise UserError(f"{path / 'metrics.json'}: expected a JSON object, got {type(raw).__name__}")
     if isinstance(nested.get("preview"), dict):
         nested["preview"] = strategy_params(nested["preview"])
     config = flatten(nested)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import json
 import sys
 import warnings
 from dataclasses import dataclass
@@ -24,26 +23,27 @@ from typing import Iterator
 
 import lightning as L
 import torch
+import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from lat.callbacks.alarm import DriftAlarm
 from lat.callbacks.divergence import DivergenceMonitor, shared_reference_cache
-from lat.callbacks.evaluation import SafetyEvalCallback, UtilityEvalCallback
+from lat.callbacks.evaluation import EvalCallback, RecordLedger, SafetyEvalCallback, UtilityEvalCallback
 from lat.callbacks.interrupt import GracefulStop
 from lat.callbacks.packing import PackingCheck
 from lat.config import Config, redact, secrets, to_dict
-from lat.config.identity import answer_losses_key, probe_answers_key, reference_identity
+from lat.config.identity import answer_losses_key, changed_settings, probe_answers_key, reference_identity
 from lat.core.cache import cached_json
 from lat.core.errors import RunStopped, UserError
-from lat.core.fileio import atomic_folder, atomic_write, write_json
+from lat.core.fileio import atomic_folder
 from lat.core.precision import autocast_dtype, resolve_precision
 from lat.core.registry import unknown_name
 from lat.evaluation.generate import GenerationSettings, answer
 from lat.models.loading import load_model_and_tokenizer, parameter_counts, prepare_for_training
 from lat.models.module import LookAheadModule
 from lat.models.scoring import answer_token_losses
-from lat.runs.folder import environment, finished, record_eval, run_folder, run_name, update_metrics
+from lat.runs.folder import environment, finished, keep_records, record_counts, record_eval, run_folder, run_name, update_metrics
 from lat.workflows.common import build_datamodule, build_evaluator
 
 
@@ -168,14 +168,32 @@ def fine_tune(cfg: Config) -> TrainResult:
 
 
 def check_resumable(cfg: Config) -> None:
-    """Refuse to resume a finished run whose checkpoint was not kept, before its folder is
-    opened (which would rewrite its ``config.yaml`` for a run that never happens).
+    """Refuse a resume that would not continue the recorded run, before its folder is opened
+    (which would rewrite its ``config.yaml`` for a run that never happens).
 
     Raises:
-        UserError: ``run.resume`` on a finished run folder without ``checkpoints/last.ckpt``.
+        UserError: ``run.resume`` with settings that change results other than the recorded
+            ones (:func:`lat.config.identity.changed_settings`), or on a finished run folder
+            without ``checkpoints/last.ckpt``.
     """
     run_dir = Path(cfg.run.root) / run_name(cfg)
-    if cfg.run.resume and not (run_dir / "checkpoints" / "last.ckpt").exists() and finished(run_dir):
+    if not cfg.run.resume:
+        return
+    recorded = run_dir / "config.yaml"
+    if recorded.is_file():
+        try:
+            old = yaml.safe_load(recorded.read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            old = None
+        if not isinstance(old, dict):
+            raise UserError(f"{recorded}: unreadable, so the run cannot be checked for a resume; choose another run.name")
+        changed = changed_settings(old, cfg)
+        if changed:
+            shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+            raise UserError(
+                f"{run_dir}: recorded with other settings ({shown}); a resume continues the run as it was: drop those overrides or choose another run.name"
+            )
+    if not (run_dir / "checkpoints" / "last.ckpt").exists() and finished(run_dir):
         raise UserError(
             f"{run_dir}: finished, and its checkpoint was not kept (train.keep_checkpoint=false); "
             "nothing to resume: the final weights are in adapter/ or model/"
@@ -209,11 +227,14 @@ def _train(cfg: Config, run_dir: Path) -> TrainResult:
         logger.log_hyperparams({**counts, **{"env/" + k: str(v) for k, v in environment().items()}})
     alarm = drift_alarm(cfg, monitor)
     packing = [PackingCheck(len(tok))] if cfg.data.packing else []
-    callbacks = [*packing, monitor, *([alarm] if alarm else []), *eval_callbacks(cfg, tok, run_dir), GracefulStop(last), ckpt]
+    evals = eval_callbacks(cfg, tok, run_dir)
+    ledger = RecordLedger(functools.partial(record_counts, run_dir), functools.partial(keep_records, run_dir))
+    stop = GracefulStop(last)
+    callbacks = [*packing, monitor, *([alarm] if alarm else []), *evals, ledger, stop, ckpt]
     trainer = build_trainer(cfg, run_dir, callbacks, loggers, dm.val_set is not None)
     resume = cfg.run.resume and last.exists()
     if resume:
-        forget_after(run_dir, checkpoint_step(last))
+        print(f"lat train: resuming {run_dir} from step {checkpoint_step(last)}", file=sys.stderr, flush=True)
         # Lightning cannot see that EpochSampler continues the epoch where it stopped.
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     try:
@@ -221,48 +242,40 @@ def _train(cfg: Config, run_dir: Path) -> TrainResult:
     except RunStopped as e:
         kept = f"; last checkpoint: {last} (step {checkpoint_step(last)})" if last.exists() and "checkpoint saved" not in str(e) else ""
         raise RunStopped(f"{e}{kept}", e.code) from None
-    if trainer.is_global_zero:
-        save_final(module, tok, run_dir, cfg)
-    final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1 and k not in VOLATILE}
-    metrics = update_metrics(
-        run_dir,
-        {
-            "global_step": trainer.global_step,
-            "epochs": trainer.current_epoch,
-            "precision": str(trainer.precision),
-            **counts,
-            **{f"data/{k}": v for k, v in dm.stats.items()},
-            **final,
-            "divergence": monitor.latest,
-            **({"alarm/fired_at_steps": [s for s, _ in alarm.fired]} if alarm else {}),
-        },
-    )
-    if trainer.is_global_zero and not cfg.train.keep_checkpoint:
-        last.unlink(missing_ok=True)  # after the last result: until then a crash can still resume
+    stop.install()  # the final evaluation and save are covered too (fit's teardown put back the old handlers)
+    try:
+        for callback in evals:
+            callback.finish(trainer, module)
+        for logger in loggers:
+            logger.finalize("success")  # again: the final evaluation came after fit's
+        if trainer.is_global_zero:
+            save_final(module, tok, run_dir, cfg)
+        logged = {**module.restored_metrics, **{k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}}
+        final = {k: v for k, v in logged.items() if k not in VOLATILE}
+        metrics = update_metrics(
+            run_dir,
+            {
+                "global_step": trainer.global_step,
+                "epochs": trainer.current_epoch,
+                "precision": str(trainer.precision),
+                **counts,
+                **{f"data/{k}": v for k, v in dm.stats.items()},
+                **final,
+                "divergence": monitor.latest,
+                **({"alarm/fired_at_steps": [s for s, _ in alarm.fired]} if alarm else {}),
+            },
+        )
+        if trainer.is_global_zero and not cfg.train.keep_checkpoint:
+            last.unlink(missing_ok=True)  # after the last result: until then a crash can still resume
+    finally:
+        stop.restore()
+    stop.raise_if_signalled(run_dir)
     return TrainResult(run_dir, module, tok, metrics)
 
 
 def checkpoint_step(path: Path) -> int:
     """The global step a Lightning checkpoint was saved at."""
     return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
-
-
-def forget_after(run_dir: Path, step: int) -> None:
-    """Drop evaluations recorded after ``step`` (work lost with the process that made them).
-
-    A resumed run redoes everything after its checkpoint, so results from beyond it would
-    otherwise appear twice in ``metrics.json`` and ``samples.jsonl``.
-    """
-    path = run_dir / "metrics.json"
-    if path.exists():
-        metrics = json.loads(path.read_text())
-        metrics["evals"] = [e for e in metrics.get("evals", []) if e.get("step") is None or e["step"] <= step]
-        write_json(path, metrics)
-    samples = run_dir / "samples.jsonl"
-    if samples.exists():
-        rows = [line for line in samples.read_text(encoding="utf-8").splitlines() if line.strip()]
-        with atomic_write(samples) as f:
-            f.writelines(line + "\n" for line in rows if (json.loads(line).get("step") or 0) <= step)
 
 
 def seed_answer_fn(cfg: Config, model, tokenizer):
@@ -296,13 +309,13 @@ def seed_answer_losses_fn(cfg: Config, model, tokenizer):
     return fn
 
 
-def eval_callbacks(cfg: Config, tokenizer, run_dir: Path) -> list:
+def eval_callbacks(cfg: Config, tokenizer, run_dir: Path) -> list[EvalCallback]:
     """Safety and utility callbacks when ``eval.during_training`` (each only if enabled)."""
     if not cfg.eval.during_training or not (cfg.eval.safety or cfg.eval.utility):
         return []
     ev, e = build_evaluator(cfg), cfg.eval
     record = functools.partial(record_eval, run_dir)
-    out: list[L.Callback] = []
+    out: list[EvalCallback] = []
     if e.safety:
         out.append(SafetyEvalCallback(ev, tokenizer, e.every_n_epochs, record, e.sample_table_rows))
     if e.utility:

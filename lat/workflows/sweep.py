@@ -24,7 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from lat.config import Config, find_config, load_config, parse_overrides, recorded_config, to_dict
+from tqdm import tqdm
+
+from lat.config import SECTIONS, Config, apply_overrides, find_config, load_config, parse_overrides, recorded_config, to_dict
+from lat.config.compose import setting, with_settings
 from lat.config.sweep import LAT_KEYS, Sweep, command, expand, overrides, point_id, read_sweep
 from lat.core.errors import UserError
 from lat.core.fileio import write_json, write_text
@@ -96,19 +99,67 @@ def plan(sweep: Sweep, extra: list[str], count: int | None = None) -> tuple[list
     base = load_config(base_args)
     points: list = []
     seen: dict = {}
-    for i, values in enumerate(expand(sweep, count)):
+    grid = expand(sweep, count)
+    resolve = point_resolver(base_args, base)
+    same_base = all(plain_settings(list(values)) for values in grid)
+    for i, values in enumerate(tqdm(grid, desc="lat sweep: checking points", unit="point", disable=len(grid) < PROGRESS_FROM, file=sys.stderr)):
         try:
-            cfg = check_config(load_config(base_args + overrides(values)))
+            cfg = check_config(resolve(values))
         except UserError as e:
             raise UserError(f"{sweep.path}: point {i} ({', '.join(overrides(values))}): {e}") from None
         p = Point(point_id(i, values), values)
-        key = effective_config(cfg)
+        key = settings_key(cfg, list(values)) if same_base else effective_config(cfg)
         if key in seen:
             p.status, p.same_as = "same", seen[key]
         else:
             seen[key] = p.id
         points.append(p)
     return points, base
+
+
+def plain_settings(keys: list[str]) -> bool:
+    """Whether ``keys`` are plain dotted settings (``train.lr``), none inside another."""
+    return all("." in k and k.split(".")[0] in SECTIONS for k in keys) and not any(a != b and b.startswith(a + ".") for a in keys for b in keys)
+
+
+def settings_key(cfg: Config, keys: list[str]) -> str:
+    """:func:`effective_config` for points that are one base config with the settings ``keys``
+    replaced: two such points are the same run exactly when these keys' values (the preview's
+    read through its strategy) agree, so only they are compared."""
+    d = {k: setting(cfg, k) for k in keys if k not in UNCOMPARED and not k.startswith("preview.")}
+    d["preview"] = strategy_params(asdict(cfg.preview))
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+UNCOMPARED = ("run.name", "run.root", "run.resume", "train.keep_checkpoint")
+"""Settings that cannot change a result (what :func:`effective_config` leaves out)."""
+
+PROGRESS_FROM = 200
+"""Points from which checking them shows a progress bar."""
+
+
+def point_resolver(base_args: list[str], base: Config) -> Callable[[dict[str, Any]], Config]:
+    """values -> the point's config, as ``load_config(base_args + overrides(values))`` gives it.
+
+    A point made of plain settings (``train.lr``, not ``method`` or a config group, none inside
+    another) is the base config with those settings replaced: each distinct value is parsed and
+    checked once, so a grid of 10,000 points takes seconds; other points are composed whole.
+    ``tests/test_sweep.py`` checks the two agree.
+    """
+    typed: dict[str, Any] = {}
+
+    def resolve(values: dict[str, Any]) -> Config:
+        if not plain_settings(list(values)):
+            return load_config(base_args + overrides(values))
+        settings = {}
+        for key, value in values.items():
+            (item,) = overrides({key: value})
+            if item not in typed:
+                typed[item] = setting(apply_overrides(base, [item], "sweep point"), key)
+            settings[key] = typed[item]
+        return with_settings(base, settings)
+
+    return resolve
 
 
 class SweepRun:
@@ -189,7 +240,10 @@ class SweepRun:
             out.flush()
             code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         p.seconds, p.returncode = round(time.perf_counter() - start, 1), code
-        if code == 0:
+        if code == 0 and not finished(self.folder / p.id):
+            p.status = "failed"
+            p.error = f"exited 0 but left no finished run in {self.folder / p.id} (the sweep's command must run lat train with the point's overrides)"
+        elif code == 0:
             p.status, p.error, p.metrics = "done", None, headline_metrics(self.folder / p.id)
         else:
             p.status = "interrupted" if code in (130, -2) else "failed"
