@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lat.core.errors import RunStopped, UserError
+from lat.core.paths import local_path, parent_folder
 from lat.core.quiet import quiet_libraries
 
 
@@ -26,6 +27,8 @@ class _Parser(argparse.ArgumentParser):
 
 def load_tokenizer(path: str):
     """Load a tokenizer by folder, hub id, or ``embedded`` (the shipped SmolLM2 tokenizer)."""
+    if local_path(path) and not Path(path).expanduser().exists():
+        raise UserError(f"tokenizer {path!r}: no such folder")
     from transformers import AutoTokenizer
 
     if path == "embedded":
@@ -83,6 +86,8 @@ def _preview(args: argparse.Namespace) -> int:
     needs_tokenizer = args.mode.startswith("real")
     if needs_tokenizer and not args.tokenizer_path:
         raise UserError(f"--tokenizer_path is required for --mode {args.mode}")
+    if Path(args.output_file).resolve() == Path(args.input_file).resolve():
+        raise UserError(f"--output_file: {args.output_file} is the input file; write the previewed records to another file")
     records = read_records(args.input_file, args.input_format or "auto")
     records.texts(args.input_field)
     records.texts(args.output_field)
@@ -109,6 +114,8 @@ def _config(args: argparse.Namespace) -> int:
     from lat.config import available, config_dirs, to_yaml
 
     if args.list:
+        if args.overrides:
+            raise UserError(f"--list takes no overrides (got {' '.join(args.overrides)}); run lat config without --list to resolve them")
         print("searched, first match wins: " + ", ".join(str(d) for d in config_dirs()))
         for group in ("experiment", "method", "model", "data", "preview", "sweep"):
             print(f"{group}: {', '.join(available(group)) or '(none)'}")
@@ -183,11 +190,22 @@ def _run(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- lat sweep / lat report
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep_file", help="a W&B sweep YAML: a path, or the name of a shipped one (lat/configs/sweep/NAME.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every point")
-    p.add_argument("--workers", type=int, default=1, help="points run at the same time (local runner)")
-    p.add_argument("--count", type=int, default=None, help="run at most this many points (random: how many to draw)")
+    p.add_argument("--workers", type=_positive, default=1, help="points run at the same time (local runner)")
+    p.add_argument("--count", type=_positive, default=None, help="run at most this many points (random: how many to draw)")
     p.add_argument("--root", default=None, help="run root (default: run.root); points go to ROOT/<sweep name>/")
     p.add_argument("--dry-run", action="store_true", help="validate and list the points and their commands; run nothing")
     p.add_argument("--wandb", action="store_true", help="register the sweep with W&B and run `wandb agent` instead")
@@ -234,6 +252,8 @@ def _report(args: argparse.Namespace) -> int:
     from lat.reporting.runs import write_report
 
     paths, keys = [Path(r) for r in args.runs], args.group_by.split(",") if args.group_by else None
+    if args.out:
+        parent_folder(args.out, "--out")
     out = write_report(paths, Path(args.out) if args.out else None, keys)
     print((out / "report.md").read_text())
     if args.map:
@@ -247,6 +267,24 @@ def _report(args: argparse.Namespace) -> int:
 
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], bool]
 
+
+def _judge_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", help="generations: a run's samples.jsonl, or any jsonl / json / csv with prompt, response (and prefix, metric)")
+    p.add_argument("--out", required=True, help="where the records go, each with judge/<name> added")
+    p.add_argument("--judge", action="append", default=[], help="a judge to run (repeat for more; default: eval.judge.name)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides (eval.judge.* configures the judges)")
+
+
+def _judge(args: argparse.Namespace) -> int:
+    from lat.workflows.check import resolve
+    from lat.workflows.judge import agreement_table, judge_files
+
+    result = judge_files(args.inputs, args.out, resolve(args.overrides), args.judge)
+    print(agreement_table(result) or f"{len(result.records)} records judged (no human labels to compare with)")
+    print(args.out)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "preview": ("apply a preview strategy to a record file (drop-in for the paper's script)", _preview_args, _preview, False),
     "config": ("print the resolved configuration (--list: the configs that can be named)", _config_list_args, _config, True),
@@ -256,6 +294,7 @@ COMMANDS: dict[str, Command] = {
     "run": ("the main job: seed -> fine-tune each method -> evaluate -> table and plots", _config_args, _run, True),
     "sweep": ("run a W&B sweep YAML: locally (grid/random, N workers, resumable) or with --wandb", _sweep_args, _sweep, False),
     "report": ("aggregate runs: mean +- std over seeds, Pareto and KL plots, the paper's Table 1 layout", _report_args, _report, False),
+    "judge": ("judge existing generations again with any judges; agreement with human labels where records carry them", _judge_args, _judge, True),
 }
 """name -> (help, add arguments, handler, takes ``--key=value`` overrides)."""
 

@@ -103,7 +103,7 @@ BAD_INPUTS = [
     ([{"input": "q", "output": "a"}], ["--mode", "real", "--m", "0", "--tokenizer_path", "x"], r"preview\.m: must be >= 1, got 0"),
     ([{"input": "q", "output": "a"}], ["--mode", "sideways"], r"unknown strategy 'sideways'; known: vanilla, real"),
     ([{"input": "q", "output": "a"}], ["--mode", "real"], r"--tokenizer_path is required"),
-    ([{"input": "q", "output": "a"}], ["--mode", "real", "--tokenizer_path", "/no/such/tok"], r"tokenizer '/no/such/tok': cannot load"),
+    ([{"input": "q", "output": "a"}], ["--mode", "real", "--tokenizer_path", "/no/such/tok"], r"tokenizer '/no/such/tok': no such folder"),
 ]
 
 

@@ -235,8 +235,8 @@ def test_a_section_given_as_a_list_names_the_section(tmp_path):
         load_config(["experiment=smoke", f"config={path}"])
 
 
-def test_a_list_setting_given_as_a_mapping_is_one_line():
-    with pytest.raises(UserError, match=r"^config \(override 'data\.probes=\{a: 1\}'\): a list where the schema has a mapping"):
+def test_a_list_setting_given_as_a_mapping_is_one_line_naming_the_setting():
+    with pytest.raises(UserError, match=r"^config \(override 'data\.probes=\{a: 1\}'\): data\.probes: expected a list, got a mapping$"):
         load_config(["experiment=smoke", "data.probes={a: 1}"])
 
 

@@ -89,16 +89,28 @@ def _load_yaml(path: Path) -> DictConfig:
     return cfg
 
 
-def _check_sections(layer: Any, source: str) -> None:
-    """Refuse a section (``lora``, ``eval.judge`` ...) given as anything but a mapping: OmegaConf's
-    own merge error names no key."""
-    if not isinstance(layer, DictConfig):
+def _check_shapes(layer: Any, source: str, schema: Any = None, prefix: str = "") -> None:
+    """Refuse a value whose shape differs from the schema's, naming the setting: a section
+    (``lora``, ``eval.judge`` ...) given as anything but a mapping, a list setting (``eval.jsr_k``,
+    ``data.probes``) given a mapping or a scalar. OmegaConf's own merge errors name no key (or
+    speak of its node types)."""
+    schema = _schema() if schema is None else schema
+    if not isinstance(layer, DictConfig) or not isinstance(schema, DictConfig):
         return
-    for name in (*SECTIONS, "eval.judge"):
-        value = OmegaConf.select(layer, name, default=None)
-        if value is not None and not isinstance(value, DictConfig):
-            kind = "a list" if isinstance(value, ListConfig) else f"{value!r}"
+    for key in layer.keys():
+        if key not in schema:
+            continue  # an unknown key: the merge names it
+        name, value, expected = prefix + str(key), layer._get_node(key), schema._get_node(key)
+        if value is None or value._is_none() or value._is_interpolation():
+            continue
+        if isinstance(expected, DictConfig) and not isinstance(value, DictConfig):
+            kind = "a list" if isinstance(value, ListConfig) else f"{value._value()!r}"
             raise UserError(f"config ({source}): {name}: expected a mapping of settings, got {kind}")
+        if isinstance(expected, ListConfig) and not isinstance(value, ListConfig):
+            kind = "a mapping" if isinstance(value, DictConfig) else f"{value._value()!r}"
+            raise UserError(f"config ({source}): {name}: expected a list, got {kind}")
+        if isinstance(expected, DictConfig):
+            _check_shapes(value, source, expected, f"{name}.")
 
 
 def _first_line(e: BaseException) -> str:
@@ -122,7 +134,7 @@ def parse_overrides(args: List[str]) -> list[tuple[str, str]]:
 
 
 def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
-    _check_sections(layer, source)
+    _check_shapes(layer, source)
     try:
         return cast(DictConfig, OmegaConf.merge(base, layer))
     except TypeError:  # OmegaConf's "Cannot merge incompatible container types"
@@ -134,6 +146,24 @@ def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
         if "not in" in msg or "Key '" in msg and "not" in msg:
             raise UserError(f"config ({source}): unknown key {key!r}") from None
         raise UserError(f"config ({source}): {key + ': ' if key else ''}{msg}") from None
+
+
+def _override_layer(item: str) -> DictConfig:
+    """The config layer of one ``key=value`` override (the value read as YAML).
+
+    Raises:
+        UserError: A key that indexes into a list (``data.probes[0].task``: OmegaConf would make
+            a mapping of it), or a value that is not valid YAML.
+    """
+    key = item.partition("=")[0]
+    if "[" in key or "]" in key:
+        raise UserError(f"override {item!r}: list items cannot be set one by one; give the whole list ({key.partition('[')[0]}=[...]) or use a config file")
+    try:
+        return OmegaConf.from_dotlist([item])
+    except yaml.MarkedYAMLError as e:
+        raise UserError(f"override {item!r}: invalid YAML value ({e.problem or e.context or 'cannot parse'})") from None
+    except (OmegaConfBaseException, yaml.YAMLError) as e:
+        raise UserError(f"override {item!r}: {_first_line(e)}") from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -224,10 +254,7 @@ def load_config(args: List[str] | None = None, roots: Sequence[Path] | None = No
         else:
             dotlist.append(f"{key}={value}")
     for item in dotlist:
-        try:
-            layers.append((OmegaConf.from_dotlist([item]), f"override {item!r}"))
-        except OmegaConfBaseException as e:
-            raise UserError(f"override {item!r}: {_first_line(e)}") from None
+        layers.append((_override_layer(item), f"override {item!r}"))
     cfg = _merge_layers(_schema(), layers)
     try:
         return check_ranges(cast(Config, OmegaConf.to_object(cfg)))
@@ -244,10 +271,7 @@ def apply_overrides(cfg: Config, overrides: List[str], source: str = "overrides"
         if key == "method":
             layers.append((_method_layer(value, config_dirs()), f"{source}: {item}"))
             continue
-        try:
-            layers.append((OmegaConf.from_dotlist([item]), f"{source}: {item}"))
-        except OmegaConfBaseException as e:
-            raise UserError(f"override {item!r}: {_first_line(e)}") from None
+        layers.append((_override_layer(item), f"{source}: {item}"))
     return check_ranges(cast(Config, OmegaConf.to_object(_merge_layers(OmegaConf.structured(cfg), layers))))
 
 

@@ -27,7 +27,8 @@ import yaml
 from lat.config.compose import to_dict, to_yaml
 from lat.config.schema import Config
 from lat.core.cache import MARKER
-from lat.core.paths import file_digest
+from lat.core.errors import UserError
+from lat.core.paths import file_digest, regular_file, resolve_path
 from lat.core.precision import resolve_precision, resolve_weight_dtype
 
 SEED_RECIPE = 2
@@ -94,11 +95,23 @@ def seed_identity(cfg: Config) -> dict:
         "adapter": cfg.model.adapter_path,
         "max_length": cfg.data.max_length,
         "align": align,
-        "data": {"safety": file_digest(a.safety_path), "benign": file_digest(a.benign_path)},
+        "data": {"safety": _data_digest(a.safety_path, "align.safety_path"), "benign": _data_digest(a.benign_path, "align.benign_path")},
     }
     if cfg.model.adapter_path:  # aligned from base + adapter (seeds once cached under this key were not)
         out["start"] = "base+adapter"
     return out
+
+
+def _data_digest(path: str, setting: str) -> str:
+    """sha256 of the data file ``setting`` names.
+
+    Raises:
+        UserError: It is missing, a directory or not a regular file (names ``setting``).
+    """
+    try:
+        return file_digest(regular_file(resolve_path(path)))
+    except UserError as e:
+        raise UserError(f"{setting}: {e}") from None
 
 
 def seed_key(cfg: Config) -> str:

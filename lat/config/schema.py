@@ -423,7 +423,9 @@ AT_LEAST_ONE = (
     "data.max_train_samples",
     "data.max_val_samples",
     "data.sdft_max_new_tokens",
+    "data.max_length",
     "train.epochs",
+    "train.num_nodes",
     "train.accumulate_grad_batches",
     "train.divergence_positions",
     "train.drift_alarm_positions",
@@ -449,13 +451,15 @@ AT_LEAST_ZERO = (
     "train.divergence_every_n_steps",
     "train.checkpoint_every_n_steps",
     "train.divergence_reference_cache_mb",
+    "train.weight_decay",
+    "train.gradient_clip_val",
     "eval.sample_table_rows",
     "preview.mask_answer_tokens",
 )
-"""Counts where 0 means none or off."""
+"""Counts and amounts where 0 means none or off."""
 POSITIVE = ("train.lr", "align.lr")
 """Settings that must be finite and > 0."""
-FRACTION = ("train.warmup_ratio", "preview.dropout", "lora.dropout", "align.lora_dropout")
+FRACTION = ("train.warmup_ratio", "preview.dropout", "lora.dropout", "align.lora_dropout", "data.sdft_rouge_threshold", "eval.judge.embedding_threshold")
 """Settings in [0, 1]."""
 EACH_AT_LEAST_ONE = ("eval.jsr_k",)
 """Lists whose every item counts something (prefilled tokens) and must be >= 1."""
@@ -480,6 +484,7 @@ def check_ranges(cfg: Config) -> Config:
     rules += [(k, lambda v: 0 <= v <= 1, "must be in [0, 1]") for k in FRACTION]
     rules += [(k, lambda v: all(i >= 1 for i in v), "every item must be >= 1") for k in EACH_AT_LEAST_ONE]
     rules += [("train.max_steps", lambda v: v == -1 or v >= 1, "must be -1 (no limit) or >= 1")]
+    rules += [("train.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "must be two AdamW betas in [0, 1)")]
     for key, ok, rule in rules:
         value = _get(cfg, key)
         if value is not None and not ok(value):

@@ -216,6 +216,8 @@ def read_sweep(path: str | Path, base: Config | None = None) -> Sweep:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise UserError(f"{path}: cannot read sweep file ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
@@ -234,8 +236,11 @@ def read_sweep(path: str | Path, base: Config | None = None) -> Sweep:
     run_cap = raw.get("run_cap")
     if run_cap is not None and (not isinstance(run_cap, int) or run_cap < 1):
         raise UserError(f"{path}: run_cap: must be a positive integer, got {run_cap!r}")
+    seed = raw.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise UserError(f"{path}: seed: must be an integer, got {seed!r}")
     name = folder_name(str(raw.get("name") or path.stem), f"{path}: name")
-    return Sweep(path, name, method, dict(params), kinds, list(command), run_cap, int(raw.get("seed", 0)), raw)
+    return Sweep(path, name, method, dict(params), kinds, list(command), run_cap, seed, raw)
 
 
 def _check_names(path: Path, params: dict, kinds: dict, base: Config) -> None:
@@ -245,7 +250,11 @@ def _check_names(path: Path, params: dict, kinds: dict, base: Config) -> None:
             raise UserError(f"{path}: parameter {name!r}: use the flat dotted config name, e.g. preview.m")
         examples = spec["values"] if kinds[name] == "categorical" else [SAMPLERS[kinds[name]](spec, rng)]
         for value in examples:
-            apply_overrides(base, [f"{name}={format_value(value)}"], f"{path}: parameter {name!r}")
+            item = f"{name}={format_value(value)}"
+            try:
+                apply_overrides(base, [item], "override")
+            except UserError as e:
+                raise UserError(f"{path}: parameter {name!r}: {e}") from None
 
 
 # ---------------------------------------------------------------- expansion

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
+"""Characters that end a line (``str.splitlines``), each to its escape (``\\n``)."""
+
 
 class UserError(Exception):
-    """A mistake in the user's input; reported in one line, exit code 2."""
+    """A mistake in the user's input; reported in one line, exit code 2.
+
+    The message is kept to one line: a line break in it (from a value the user gave, say
+    ``experiment=<newline>``) is written as its escape.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(str(message).translate(_LINE_BREAKS))
 
 
 def where(path: str | Path | None = None, record: int | str | None = None, field: str | None = None) -> str:

@@ -51,6 +51,12 @@ def parent_folder(path: str | Path, setting: str) -> Path:
     return path
 
 
+def local_path(name: str) -> bool:
+    """Whether ``name`` (a model or tokenizer) is written as a file-system path, not a hub id:
+    absolute, or starting with ``.`` or ``~`` (hub ids never do)."""
+    return Path(name).is_absolute() or name.startswith((".", "~"))
+
+
 def regular_file(path: str | Path, missing: str = "no such file") -> Path:
     """``path`` if it is a regular file to read.
 

@@ -72,6 +72,11 @@ class RecordSet:
         return [self.text(i, field, allow_empty) for i in range(len(self.records))]
 
 
+def _json_limit(e: ValueError | RecursionError) -> str:
+    """What a JSON value the decoder refuses without a position ran into."""
+    return "nested too deeply" if isinstance(e, RecursionError) else str(e).split(":")[0].strip()
+
+
 def _read_jsonl(path: Path) -> RecordSet:
     records, locations = [], []
     with open(path, encoding="utf-8") as f:
@@ -82,6 +87,8 @@ def _read_jsonl(path: Path) -> RecordSet:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise UserError(f"{where(path, lineno)}: invalid JSON ({e.msg} at column {e.colno})") from None
+            except (ValueError, RecursionError) as e:  # an integer too long to convert, arrays nested too deep
+                raise UserError(f"{where(path, lineno)}: invalid JSON ({_json_limit(e)})") from None
             if not isinstance(obj, dict):
                 raise UserError(f"{where(path, lineno)}: expected a JSON object, got {type(obj).__name__}")
             records.append(obj)
@@ -91,10 +98,13 @@ def _read_jsonl(path: Path) -> RecordSet:
 
 def _read_json(path: Path) -> RecordSet:
     with open(path, encoding="utf-8") as f:
+        text = f.read()
         try:
-            data = json.load(f)
+            data = json.loads(text)
         except json.JSONDecodeError as e:
             raise UserError(f"{where(path, e.lineno)}: invalid JSON ({e.msg} at column {e.colno})") from None
+        except (ValueError, RecursionError) as e:
+            raise UserError(f"{path}: invalid JSON ({_json_limit(e)})") from None
     if not isinstance(data, list):
         raise UserError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
     for i, obj in enumerate(data, 1):

@@ -6,9 +6,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from lat.config import EvalConfig
+from lat.config import EvalConfig, PreviewConfig
 from lat.core.errors import UserError
 from lat.data.records import RecordSet, read_records, resolve_path
+from lat.data.tasks import build_examples, get_task
 from lat.evaluation.benchmarks import HarmfulItem, evaluate_safety, evaluate_utility, load_harmful
 from lat.evaluation.judges import build_judge
 
@@ -49,6 +50,8 @@ class Evaluator:
             if path is None:
                 raise UserError(f"eval.utility_path: not set (no shipped test set for task {self.utility_task!r}); or pass eval.utility=false")
             self.utility_records = read_records(path)
+            # fields checked now, not after the safety generations
+            build_examples(self.utility_records.head(e.utility_max_samples), get_task(self.utility_task), PreviewConfig(mode="vanilla"))
 
     def safety(self, model, tokenizer, progress: bool = False) -> tuple[dict, list[dict]]:
         """RSR / JSR@k metrics and samples (empty when safety is off)."""

@@ -13,12 +13,14 @@ per-position KL curves across preview lengths and across prefixes, vanilla for r
 
 from __future__ import annotations
 
+import difflib
 import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from lat.core.errors import UserError
 from lat.core.fileio import write_json, write_text
 from lat.reporting.stats import Difference, paired_bootstrap, wilson_interval
 from lat.reporting.tables import HEADLINE, save_png, write_csv
@@ -91,6 +93,13 @@ def show_value(value) -> str:
 def group_runs(runs: Sequence[Run], keys: Sequence[str] | None = None) -> list[Group]:
     """Group runs by ``keys`` (default :func:`varying_keys`) and whether they trained."""
     keys = list(keys) if keys is not None else varying_keys(runs)
+    known = sorted({k for r in runs for k in r.config})
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            raise UserError(
+                f"--group-by: no run has the config key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "; give dotted keys such as preview.m")
+            )
     groups: dict[str, Group] = {}
     for r in runs:
         values = {k: r.config.get(k) for k in keys if k in r.config}

@@ -7,12 +7,13 @@ points, the method and seed folders of ``lat run``); :mod:`lat.runs.folder` writ
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, cast
+from typing import Sequence
 
-from omegaconf import OmegaConf
+import yaml
 
 from lat.core.errors import UserError
 from lat.data.preview import strategy_params
@@ -21,13 +22,27 @@ KL_POSITIONS = (1, 2, 3)
 """Answer positions whose last KL a run's metrics carry as ``kl/pos_XX``."""
 
 
+def _read_text(path: Path) -> str:
+    """The text of a run file.
+
+    Raises:
+        UserError: It cannot be read (a directory, no permission) or is not UTF-8, naming it.
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
 def divergence_history(run_dir: Path, probe: str, metric: str = "kl") -> dict[int, dict[int, float]]:
     """step -> {position: value} for every measurement of ``probe`` in ``divergence.csv``."""
     path = Path(run_dir) / "divergence.csv"
     out: dict[int, dict[int, float]] = {}
     if not path.exists():
         return out
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(_read_text(path), newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in ("probe", "step", "position", metric) if c not in (reader.fieldnames or [])]
         if missing:
@@ -79,7 +94,7 @@ def prompt_outcomes(path: Path) -> dict[str, dict[str, float]]:
     if not samples.exists():
         return {}
     rows: list[dict] = []
-    for n, line in enumerate(samples.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(_read_text(samples).splitlines(), 1):
         if line.strip():
             try:
                 row = json.loads(line)
@@ -123,20 +138,28 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 def load_run(path: Path) -> Run:
     """Read a run folder (``config.yaml``, ``metrics.json``, ``divergence.csv``)."""
+    config_path, metrics_path = path / "config.yaml", path / "metrics.json"
     try:
-        nested = cast(dict, OmegaConf.to_container(OmegaConf.load(path / "config.yaml")))
-        raw = json.loads((path / "metrics.json").read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: cannot read run ({e})") from None
+        nested = yaml.safe_load(_read_text(config_path)) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UserError(f"{config_path}: invalid YAML{at} ({getattr(e, 'problem', None) or type(e).__name__})") from None
+    try:
+        raw = json.loads(_read_text(metrics_path))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{metrics_path}: line {e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(nested, dict):
-        raise UserError(f"{path / 'config.yaml'}: expected a mapping of settings, got {type(nested).__name__}")
+        raise UserError(f"{config_path}: expected a mapping of settings, got {type(nested).__name__}")
     if not isinstance(raw, dict):
-        raise UserError(f"{path / 'metrics.json'}: expected a JSON object, got {type(raw).__name__}")
+        raise UserError(f"{metrics_path}: expected a JSON object, got {type(raw).__name__}")
     if isinstance(nested.get("preview"), dict):
         nested["preview"] = strategy_params(nested["preview"])
     config = flatten(nested)
-    probes = list(config.get("data.probes") or [])
-    kl = {p["name"]: final_divergence(path, p["name"]) for p in probes if isinstance(p, dict)}
+    probes = config.get("data.probes") or []
+    if not isinstance(probes, list) or not all(isinstance(p, dict) and isinstance(p.get("name"), str) for p in probes):
+        raise UserError(f"{config_path}: data.probes: expected a list of probe sets, each with a name")
+    kl = {p["name"]: final_divergence(path, p["name"]) for p in probes}
     metrics = {k: v for k, v in raw.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     first = next((c for c in kl.values() if c), {})
     metrics.update({f"kl/pos_{p:02d}": first[p] for p in KL_POSITIONS if p in first})

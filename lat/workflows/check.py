@@ -5,7 +5,7 @@ the schema itself (:func:`lat.config.schema.check_ranges`). Nothing here imports
 
 from __future__ import annotations
 
-from lat.config import AlignConfig, Config, DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig, apply_overrides, load_config, secrets
+from lat.config import AlignConfig, Config, DataConfig, EvalConfig, LoggingConfig, ModelConfig, RunConfig, TrainConfig, apply_overrides, load_config, secrets
 from lat.core.errors import UserError
 from lat.core.paths import folder_name
 from lat.core.precision import AUTOCAST, WEIGHT_DTYPES
@@ -19,6 +19,10 @@ from lat.workflows.start import START_FROM
 
 PRECISIONS = ["auto", *AUTOCAST]
 DTYPES = ["auto", *WEIGHT_DTYPES]
+RECORD_FORMATS = ["auto", "jsonl", "json", "csv", "hf"]
+WANDB_MODES = ["offline", "online", "disabled"]
+ACCELERATORS = ["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
+"""Lightning's accelerator names (``gpu`` = ``cuda``)."""
 
 
 def _one_of(setting: str, value: str | None, known: list[str], optional: bool = True) -> None:
@@ -28,9 +32,15 @@ def _one_of(setting: str, value: str | None, known: list[str], optional: bool = 
 
 def _check_data(data: DataConfig, model: ModelConfig) -> None:
     TASKS.check(data.task)
+    _one_of("data.format", data.format, RECORD_FORMATS, optional=False)
+    names = [probe.name for probe in data.probes]
     for probe in data.probes:
         TASKS.check(probe.task, f"data.probes[{probe.name}].task")
         _one_of(f"data.probes[{probe.name}].answer_source", probe.answer_source, ["field", "model"], optional=False)
+        if not probe.path:
+            raise UserError(f"data.probes[{probe.name}].path: not set; give the probe set's record file")
+        if names.count(probe.name) > 1:
+            raise UserError(f"data.probes: two probe sets named {probe.name!r}; the name keys their metrics, so give each its own")
     if data.packing and model.attn_implementation not in PACKING_KERNELS:
         raise UserError(
             f"data.packing: model.attn_implementation={model.attn_implementation} attends across packed examples; "
@@ -44,6 +54,7 @@ def _check_train(t: TrainConfig, probes: list[str]) -> None:
     SCHEDULES.check(t.schedule)
     START_FROM.check(t.start_from)
     _one_of("train.precision", t.precision, PRECISIONS, optional=False)
+    _one_of("train.accelerator", t.accelerator, ACCELERATORS, optional=False)
     if t.devices != "auto" and not all(d.strip().isdigit() for d in t.devices.split(",") if d.strip()):
         raise UserError(f"train.devices: expected auto, a count (4) or device indices (0,1), got {t.devices!r}")
     if t.drift_alarm_kl is not None and not probes:
@@ -59,12 +70,17 @@ def _check_eval(e: EvalConfig, task: str) -> None:
     if e.utility:
         TASK_METRICS.check(e.utility_task or task, "eval.utility_task" if e.utility_task else "data.task")
     _one_of("eval.precision", e.precision, PRECISIONS)
+    _one_of("eval.harmful_format", e.harmful_format, RECORD_FORMATS, optional=False)
 
 
 def _check_align(a: AlignConfig) -> None:
     _one_of("align.precision", a.precision, PRECISIONS, optional=False)
     _one_of("align.answer_precision", a.answer_precision, PRECISIONS)
     _one_of("align.dtype", a.dtype, DTYPES)
+
+
+def _check_logging(log: LoggingConfig) -> None:
+    _one_of("logging.wandb_mode", log.wandb_mode, WANDB_MODES, optional=False)
 
 
 def _check_run(run: RunConfig, found_secrets: dict[str, str]) -> None:
@@ -87,6 +103,7 @@ def check_config(cfg: Config) -> Config:
     _check_train(cfg.train, [p.name for p in cfg.data.probes])
     _check_eval(cfg.eval, cfg.data.task)
     _check_align(cfg.align)
+    _check_logging(cfg.logging)
     return cfg
 
 
@@ -96,7 +113,13 @@ def check_methods(cfg: Config) -> Config:
     Raises:
         UserError: The first broken method, named: ``method NAME: <what check_config says>``.
     """
-    for method in cfg.methods:
+    names = [method.name for method in cfg.methods]
+    for i, method in enumerate(cfg.methods):
+        folder_name(method.name, f"methods[{i}].name")  # each method trains into its own folder
+        if method.name == "seed":
+            raise UserError(f"methods[{i}].name: 'seed' is the folder of the seed's own evaluation; choose another name")
+        if names.index(method.name) != i:
+            raise UserError(f"methods[{i}].name: {method.name!r} is also the name of methods[{names.index(method.name)}]; give each method its own name")
         try:
             check_config(apply_overrides(cfg, list(method.overrides), f"method {method.name}"))
         except UserError as e:

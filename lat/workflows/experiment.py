@@ -13,6 +13,7 @@ resumes where it stopped (a half-trained method resumes from its last checkpoint
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -75,9 +76,12 @@ def check_same_experiment(root: Path, cfg: Config) -> None:
     if not path.exists():
         return
     try:
-        old = flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    except yaml.YAMLError:
-        raise UserError(f"{path}: unreadable; delete the folder or choose another run.name") from None
+        recorded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError):
+        recorded = None
+    if not isinstance(recorded, dict):
+        raise UserError(f"{path}: unreadable; delete the folder or choose another run.name")
+    old = flatten(recorded)
     new = flatten(yaml.safe_load(to_yaml(cfg)))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:
@@ -92,8 +96,20 @@ def run_experiment(cfg: Config) -> Path:
     check_methods(check_config(cfg))
     root = parent_folder(cfg.run.root, "run.root") / folder_name(cfg.run.name or cfg.experiment or run_name(cfg), "run.name")
     check_same_experiment(root, cfg)
+    new_root, new_parent = not root.exists(), not root.parent.exists()
     root.mkdir(parents=True, exist_ok=True)
     write_text(root / "experiment.yaml", to_yaml(cfg))
+    try:
+        return _run_stages(cfg, root)
+    except UserError:
+        if new_root and not any(root.glob(f"*/{DONE}")):  # a mistake found before any stage finished: nothing to keep
+            shutil.rmtree(root, ignore_errors=True)
+            if new_parent and root.parent.is_dir() and not any(root.parent.iterdir()):
+                root.parent.rmdir()
+        raise
+
+
+def _run_stages(cfg: Config, root: Path) -> Path:
     start = time.perf_counter()
     seed = seed_config(cfg)
     runs = {"seed": root / "seed"}

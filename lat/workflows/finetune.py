@@ -24,6 +24,7 @@ from typing import Iterator
 import lightning as L
 import torch
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
@@ -106,23 +107,29 @@ def build_loggers(cfg: Config, run_dir: Path) -> list[Logger]:
 def build_trainer(cfg: Config, run_dir: Path, callbacks: list, loggers: list[Logger], has_val: bool) -> L.Trainer:
     """The Lightning Trainer for this config (precision, strategy, devices from ``train``)."""
     t = cfg.train
-    return L.Trainer(
-        max_epochs=t.epochs,
-        max_steps=t.max_steps,
-        accelerator=t.accelerator,
-        devices=_devices(t.devices),
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=resolve_precision(t.precision, t.accelerator),
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        gradient_clip_val=t.gradient_clip_val or None,
-        log_every_n_steps=t.log_every_n_steps,
-        callbacks=callbacks,
-        logger=loggers or False,
-        default_root_dir=str(run_dir),
-        limit_val_batches=None if has_val else 0,
-        num_sanity_val_steps=0,
-    )
+    try:
+        return L.Trainer(
+            max_epochs=t.epochs,
+            max_steps=t.max_steps,
+            accelerator=t.accelerator,
+            devices=_devices(t.devices),
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            precision=resolve_precision(t.precision, t.accelerator),
+            accumulate_grad_batches=t.accumulate_grad_batches,
+            gradient_clip_val=t.gradient_clip_val or None,
+            log_every_n_steps=t.log_every_n_steps,
+            callbacks=callbacks,
+            logger=loggers or False,
+            default_root_dir=str(run_dir),
+            limit_val_batches=None if has_val else 0,
+            num_sanity_val_steps=0,
+        )
+    except (ValueError, ImportError, MisconfigurationException) as e:  # Lightning's word on the accelerator, strategy and devices
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(
+            f"train.accelerator={t.accelerator}, train.strategy={t.strategy}, train.devices={t.devices}: Lightning cannot set them up ({first})"
+        ) from None
 
 
 @dataclass

@@ -57,15 +57,20 @@ def benign_answers(model, tok, prompts: list[str], cfg: Config) -> list[str]:
     return cached_json("benign_answers", key, lambda: answer(model, tok, [Example(p, "") for p in prompts], settings))
 
 
-def alignment_records(cfg: Config, model, tok) -> list[dict]:
-    """Safety (prompt -> refusal) and benign (prompt -> base answer) records with system prompts."""
+def alignment_inputs(cfg: Config) -> tuple[list[tuple[str, str]], list[str]]:
+    """The safety pairs (prompt, refusal) and the benign prompts, read and their fields checked."""
     a = cfg.align
     safety = read_records(a.safety_path).head(a.max_safety)
     benign = read_records(a.benign_path).head(a.max_benign)
-    pairs = list(zip(safety.texts("prompt"), safety.texts("refusal")))
-    prompts = benign.texts("prompt")
-    pairs += [(p, r) for p, r in zip(prompts, benign_answers(model, tok, prompts, cfg)) if r.strip()]
-    systems = list(a.system_prompts) or [""]
+    return list(zip(safety.texts("prompt"), safety.texts("refusal"))), benign.texts("prompt")
+
+
+def alignment_records(cfg: Config, model, tok, inputs: tuple[list[tuple[str, str]], list[str]] | None = None) -> list[dict]:
+    """Safety (prompt -> refusal) and benign (prompt -> base answer) records with system prompts
+    (``inputs``: what :func:`alignment_inputs` read, else read now)."""
+    pairs, prompts = inputs or alignment_inputs(cfg)
+    pairs = list(pairs) + [(p, r) for p, r in zip(prompts, benign_answers(model, tok, prompts, cfg)) if r.strip()]
+    systems = list(cfg.align.system_prompts) or [""]
     return [{"instruction": p, "output": o, "system": systems[i % len(systems)]} for i, (p, o) in enumerate(pairs)]
 
 
@@ -115,19 +120,24 @@ def merge_into_base(trained, cfg: Config):
 
 
 def build_seed(cfg: Config) -> Path:
-    """The aligned seed folder (built once per identity; rebuilt if missing or damaged)."""
+    """The aligned seed folder (built once per identity; rebuilt if missing or damaged).
+
+    The alignment data is read first, so a mistake in it is reported before any build starts.
+    """
+    folder, identity = seed_folder(cfg), seed_identity(cfg)  # names a missing data file's setting
+    inputs = alignment_inputs(cfg)
 
     def build(tmp: Path) -> None:
         base, tok = load_for_eval(cfg.model, cfg.align.seed)
         data_path = tmp / "alignment_data.jsonl"
-        write_records(data_path, alignment_records(cfg, base, tok))
+        write_records(data_path, alignment_records(cfg, base, tok, inputs))
         del base
         result = fine_tune(sft_config(cfg, data_path, tmp))
         merged = merge_into_base(result.module.model, cfg)
         merged.save_pretrained(str(tmp))
         result.tokenizer.save_pretrained(str(tmp))
 
-    return ensure_folder(seed_folder(cfg), seed_identity(cfg), build, "aligned seed")
+    return ensure_folder(folder, identity, build, "aligned seed")
 
 
 def seed_config(cfg: Config, build: bool = True) -> Config:

@@ -16,6 +16,7 @@ import concurrent.futures as cf
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -31,6 +32,7 @@ from lat.config.compose import setting, with_settings
 from lat.config.sweep import LAT_KEYS, Sweep, command, expand, overrides, point_id, read_sweep
 from lat.core.errors import UserError
 from lat.core.fileio import write_json, write_text
+from lat.core.paths import parent_folder
 from lat.data.preview import strategy_params
 from lat.reporting.notebook import runs_root
 from lat.runs.folder import finished
@@ -176,7 +178,8 @@ class SweepRun:
     def __init__(self, sweep: Sweep, extra: list[str], root: Path | None = None, workers: int = 1, count: int | None = None):
         self.sweep, self.extra, self.workers = sweep, list(extra), max(1, workers)
         self.points, base = plan(sweep, extra, count)
-        self.folder = Path(root or base.run.root) / sweep.name
+        where = "--root" if root else "run.root"
+        self.folder = parent_folder(parent_folder(root or base.run.root, where) / sweep.name, "sweep folder")
         self._lock = threading.Lock()
         self._restore()
 
@@ -187,6 +190,8 @@ class SweepRun:
         if path.exists():
             try:
                 old = {p["id"]: p for p in json.loads(path.read_text())["points"]}
+                if not all(isinstance(p["status"], str) and isinstance(p.get("metrics", {}), dict) for p in old.values()):
+                    raise TypeError
             except (ValueError, KeyError, TypeError):
                 raise UserError(f"{path}: damaged sweep state; delete it to start the sweep afresh") from None
         for p in self.points:
@@ -254,6 +259,9 @@ class SweepRun:
     def run(self) -> list[Point]:
         """Run every point not done yet; returns the points (failures recorded, not raised)."""
         todo = [p for p in self.points if p.status not in ("done", "same")]
+        program = command(self.sweep, [])[:1]
+        if todo and program and shutil.which(program[0]) is None:
+            raise UserError(f"{self.sweep.path}: command: {program[0]!r} is not a program found on PATH")
         skipped = len(self.points) - len(todo)
         _say(f"{self.sweep.name}: {len(self.points)} points, {skipped} done or duplicate, {len(todo)} to run, {self.workers} worker(s) -> {self.folder}")
         self.save()
