@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lat.core.errors import RunStopped, UserError
-from lat.core.paths import local_path, parent_folder
+from lat.core.paths import check_local_folder, parent_folder
 from lat.core.quiet import quiet_libraries
 
 
@@ -27,8 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 def load_tokenizer(path: str):
     """Load a tokenizer by folder, hub id, or ``embedded`` (the shipped SmolLM2 tokenizer)."""
-    if local_path(path) and not Path(path).expanduser().exists():
-        raise UserError(f"tokenizer {path!r}: no such folder")
+    check_local_folder(path, f"tokenizer {path!r}")
     from transformers import AutoTokenizer
 
     if path == "embedded":

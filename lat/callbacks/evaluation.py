@@ -59,7 +59,6 @@ class EvalCallback(L.Callback):
         self.table_rows = table_rows
         self._done_at: int | None = None
         self.epochs_ended = 0
-        self.history: list[dict] = []
 
     def run(self, trainer: L.Trainer, module, epoch: int | None = None) -> dict:
         """Evaluate the current model now (skipped if already done at this step or not rank 0).
@@ -78,7 +77,6 @@ class EvalCallback(L.Callback):
         _wandb_table(trainer, self.name, samples, self.table_rows, trainer.global_step)
         if self.record is not None:
             self.record(metrics, samples, epoch, trainer.global_step)
-        self.history.append({"epoch": epoch, "step": trainer.global_step, **metrics})
         return metrics
 
     def _epoch_end(self, trainer: L.Trainer, module, epoch: int) -> None:

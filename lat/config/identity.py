@@ -164,31 +164,32 @@ RESUME_MAY_CHANGE = (
 the run or change how it is logged and kept, never what its steps compute."""
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """Nested dict -> ``{"a.b": value}`` (lists kept as values)."""
     out: dict = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
 
 
-def changed_settings(recorded: dict, cfg: Config) -> list[str]:
-    """The settings of ``cfg`` that differ from a run's recorded config, other than those in
-    :data:`RESUME_MAY_CHANGE`.
+def changed_settings(recorded: dict, cfg: Config, may_change: Sequence[str] = RESUME_MAY_CHANGE) -> list[str]:
+    """The settings of ``cfg`` that differ from a recorded config, other than ``may_change``.
 
     Args:
-        recorded: The run's ``config.yaml``, loaded (secrets in it are redacted, so ``cfg`` is
-            compared redacted too).
-        cfg: The config the run is resumed with.
+        recorded: A run's ``config.yaml`` (or an experiment's ``experiment.yaml``), loaded;
+            secrets in it are redacted, so ``cfg`` is compared redacted too.
+        cfg: The config it is continued with.
+        may_change: Dotted names that may differ (a trailing dot covers a section).
 
     Returns:
         Dotted names, sorted.
     """
-    old, new = _flat(recorded), _flat(yaml.safe_load(to_yaml(cfg)))
-    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not _may_change(k))
+    old, new = flatten(recorded), flatten(yaml.safe_load(to_yaml(cfg)))
 
+    def free(key: str) -> bool:
+        return any(key == m or (m.endswith(".") and key.startswith(m)) for m in may_change)
 
-def _may_change(key: str) -> bool:
-    return any(key == m or (m.endswith(".") and key.startswith(m)) for m in RESUME_MAY_CHANGE)
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not free(k))

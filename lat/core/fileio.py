@@ -82,3 +82,12 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_created(path: str | Path, parent_created: bool) -> None:
+    """Remove the folder ``path`` a failed call created, and its parent when that call created
+    it too and nothing else is left in it (a mistake in the input leaves nothing behind)."""
+    path = Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+    if parent_created and path.parent.is_dir() and not any(path.parent.iterdir()):
+        path.parent.rmdir()

@@ -57,6 +57,17 @@ def local_path(name: str) -> bool:
     return Path(name).is_absolute() or name.startswith((".", "~"))
 
 
+def check_local_folder(name: str, label: str) -> None:
+    """Refuse a model or tokenizer ``name`` written as a path that does not exist (before the
+    hub client calls it an invalid repo id).
+
+    Raises:
+        UserError: ``<label>: no such folder``.
+    """
+    if local_path(name) and not Path(name).expanduser().exists():
+        raise UserError(f"{label}: no such folder")
+
+
 def regular_file(path: str | Path, missing: str = "no such file") -> Path:
     """``path`` if it is a regular file to read.
 

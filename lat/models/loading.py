@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -30,7 +29,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lat.config import LoraConfig, ModelConfig
 from lat.core.errors import UserError
-from lat.core.paths import local_path
+from lat.core.paths import check_local_folder
 from lat.core.precision import WEIGHT_DTYPES
 from lat.core.registry import Registry, unknown_name
 from lat.models.embedded import embedded_model_dir
@@ -57,8 +56,7 @@ def _tiny(cfg: ModelConfig, seed: int):
 
 def _pretrained(path: str, cfg: ModelConfig):
     kwargs = {"trust_remote_code": cfg.trust_remote_code, "revision": cfg.revision}
-    if local_path(path) and not Path(path).expanduser().exists():
-        raise UserError(f"model.name_or_path={path!r}: no such folder")
+    check_local_folder(path, f"model.name_or_path={path!r}")
     try:
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(cfg), attn_implementation=cfg.attn_implementation, use_safetensors=None, **kwargs)

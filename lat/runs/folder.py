@@ -9,7 +9,6 @@ import contextlib
 import importlib.metadata
 import json
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from typing import Iterator
 
 from lat.config import Config, to_yaml
 from lat.core.errors import UserError
-from lat.core.fileio import atomic_write, write_json, write_text
+from lat.core.fileio import atomic_write, remove_created, write_json, write_text
 from lat.core.paths import folder_name, parent_folder
 
 LIBRARIES = ("torch", "lightning", "transformers", "peft", "torchmetrics", "wandb", "omegaconf", "tokenizers", "lat")
@@ -104,9 +103,7 @@ def run_folder(cfg: Config) -> Iterator[Path]:
         yield path
     except UserError:
         if not cfg.run.resume and not any(path.glob("checkpoints/*.ckpt")):
-            shutil.rmtree(path, ignore_errors=True)
-            if new_root and path.parent.is_dir() and not any(path.parent.iterdir()):
-                path.parent.rmdir()
+            remove_created(path, new_root)
         raise
 
 

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import yaml
 
+from lat.config.identity import flatten
 from lat.core.errors import UserError
 from lat.data.preview import strategy_params
 
@@ -121,18 +122,6 @@ def prompt_outcomes(path: Path) -> dict[str, dict[str, float]]:
             out.setdefault(f"{r['metric']}_acc", {})[item] = float(bool(r["correct"]))
             if "correct_last_number" in r:
                 out.setdefault(f"{r['metric']}_last_number_acc", {})[item] = float(bool(r["correct_last_number"]))
-    return out
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    """Nested dict -> ``{"a.b": value}`` (lists kept as values)."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
     return out
 
 

@@ -13,7 +13,6 @@ resumes where it stopped (a half-trained method resumes from its last checkpoint
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,12 +20,12 @@ from pathlib import Path
 import yaml
 
 from lat.config import Config, apply_overrides, to_yaml
+from lat.config.identity import changed_settings
 from lat.core.errors import UserError
-from lat.core.fileio import write_text
+from lat.core.fileio import remove_created, write_text
 from lat.core.paths import folder_name, parent_folder
 from lat.reporting.tables import plot_kl, plot_safety_utility, results_table, write_tables
 from lat.runs.folder import finished, run_name
-from lat.runs.read import flatten
 from lat.workflows.check import check_config, check_methods
 from lat.workflows.evaluate import evaluate
 from lat.workflows.seed import seed_config
@@ -81,9 +80,7 @@ def check_same_experiment(root: Path, cfg: Config) -> None:
         recorded = None
     if not isinstance(recorded, dict):
         raise UserError(f"{path}: unreadable; delete the folder or choose another run.name")
-    old = flatten(recorded)
-    new = flatten(yaml.safe_load(to_yaml(cfg)))
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    changed = changed_settings(recorded, cfg, may_change=())
     if changed:
         raise UserError(
             f"{root}: holds an experiment run with other settings ({', '.join(changed[:5])}"
@@ -103,9 +100,7 @@ def run_experiment(cfg: Config) -> Path:
         return _run_stages(cfg, root)
     except UserError:
         if new_root and not any(root.glob(f"*/{DONE}")):  # a mistake found before any stage finished: nothing to keep
-            shutil.rmtree(root, ignore_errors=True)
-            if new_parent and root.parent.is_dir() and not any(root.parent.iterdir()):
-                root.parent.rmdir()
+            remove_created(root, new_parent)
         raise
 
 
