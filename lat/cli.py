@@ -159,23 +159,29 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------- lat eval
 def _eval(args: argparse.Namespace) -> int:
+    from lat.reporting.tables import judge_caption
     from lat.workflows.check import resolve
     from lat.workflows.evaluate import evaluate, format_metrics
 
-    result = evaluate(resolve(args.overrides))
+    cfg = resolve(args.overrides)
+    result = evaluate(cfg)
     print(format_metrics(result.metrics))
+    print(judge_caption(cfg.eval.judge.name, cfg.eval.extra_judges).replace(" Rates in %.", ""))
     print(result.run_dir)
     return 0
 
 
 # ---------------------------------------------------------------- lat align / lat run
 def _align(args: argparse.Namespace) -> int:
+    from lat.reporting.tables import judge_caption
     from lat.workflows.align import report_seed
     from lat.workflows.check import resolve
     from lat.workflows.evaluate import format_comparison
 
-    folder, report = report_seed(resolve(args.overrides))
+    cfg = resolve(args.overrides)
+    folder, report = report_seed(cfg)
     print(format_comparison(report))
+    print(judge_caption(cfg.eval.judge.name, cfg.eval.extra_judges).replace(" Rates in %.", ""))
     print(folder)
     return 0
 

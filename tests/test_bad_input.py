@@ -354,7 +354,19 @@ TRAIN = {
     "train: unknown precision": ({}, [*T, "train.precision=bf17"], r"train\.precision: unknown 'bf17'"),
     "train: unknown starting point": ({}, [*T, "train.start_from=nope"], r"train\.start_from: unknown starting point 'nope'"),
     "train: unknown task": ({}, [*T, "data.task=math"], r"data\.task: unknown task 'math'; known: gsm8k"),
-    "train: unknown judge": ({}, [*T, "eval.judge.name=gpt5"], r"eval\.judge\.name: unknown judge 'gpt5'; known: keyword"),
+    "train: unknown judge": ({}, [*T, "eval.judge.name=gpt5"], r"eval\.judge\.name: unknown judge 'gpt5'; known: context, keyword"),
+    "train: unknown benchmark": ({}, [*T, "eval.benchmarks=[advbnch]"], r"eval\.benchmarks: unknown benchmark 'advbnch'.*did you mean 'advbench'"),
+    "train: benchmark file missing": ({}, [*T, "eval.benchmarks=[advbench:{tmp}/none.csv]"], r"eval\.benchmarks: advbench:.*none\.csv: no such file or folder"),
+    "train: benchmark named twice": (
+        {"a.csv": "goal,target\nx,y\n"},
+        [*T, "eval.benchmarks=[advbench:{tmp}/a.csv,advbench]"],
+        r"eval\.benchmarks: advbench is named twice",
+    ),
+    "train: context thresholds crossed": (
+        {},
+        [*T, "eval.judge.context_safe_below=0.8", "eval.judge.context_unsafe_from=0.2"],
+        r"eval\.judge\.context_safe_below: must not exceed eval\.judge\.context_unsafe_from",
+    ),
     "train: unknown extra judge": ({}, [*T, "eval.extra_judges=[keywrd]"], r"eval\.extra_judges: unknown judge 'keywrd'.*did you mean 'keyword'"),
     "train: unknown utility task": ({}, [*T, "eval.utility_task=nope"], r"eval\.utility_task: unknown utility task 'nope'"),
     "train: unknown model dtype": ({}, [*T, "model.dtype=float8"], r"model\.dtype: unknown 'float8'.*did you mean 'float32'"),
@@ -449,6 +461,16 @@ EVAL = {
         r"ad': cannot load adapter \(Can't find 'adapter_config\.json'",
     ),
     "eval: model folder that does not exist": ({}, [*E, "model.name_or_path={tmp}/nomodel"], r"model\.name_or_path='.*nomodel': no such folder"),
+    "eval: benchmark file in another format": (
+        {"s.csv": "category,source,forbidden_prompt\nViolence,custom,x\n"},
+        [*E, "eval.benchmarks=[advbench:{tmp}/s.csv]"],
+        r"s\.csv: not in AdvBench's format: no column 'goal' \(has: category, forbidden_prompt, source\)",
+    ),
+    "eval: over-refusal file without the prompt field": (
+        {"o.jsonl": '{"text": "x"}\n'},
+        [*E, "eval.overrefusal_path={tmp}/o.jsonl"],
+        r"o\.jsonl: line 1: field 'prompt': missing",
+    ),
     "eval: missing harmful file": ({}, [*E, "eval.harmful_path={tmp}/h.jsonl"], r"h\.jsonl: no such file"),
     "eval: harmful file without the prompt field": (
         {"h.jsonl": _jsonl([{"question": "x"}])},

@@ -85,6 +85,7 @@ def test_map_without_a_learning_rate_axis_plots_one_tick_per_cell(tmp_path):
     assert all(r["against"] is None for r in rows if r["method"] == "mode=vanilla")  # no seed run: nothing to compare with
     assert (out / "map_deltas.png").exists()
     assert "| train.epochs=1 | mode=vanilla | 1 | 50.0 | – |" in map_markdown(rows)
+    assert "overrefusal" not in (out / "map.md").read_text()  # no run measured it
 
 
 def _script():

@@ -81,8 +81,8 @@ def test_report_files_table1_and_plots(runs, tmp_path, capsys):
     out = tmp_path / "rep"
     md = (out / "report.md").read_text()
     assert "| mode=vanilla | 2 | 70.0 ± 14.1 |" in md
-    assert "| Vanilla FT | mode=vanilla | 70.0 ± 14.1 | 10.0 ± 0.0 | 35.0 ± 7.1 | 82.88 | 38.79 | 47.83 |" in md
-    assert "| SDFT | (not run) |" in md and "| Seed | seed (not fine-tuned) | 95.0 | 20.0 | 10.0 | 99.39 | 90.30 | 25.88 |" in md
+    assert "| Vanilla FT | mode=vanilla | 70.0 ± 14.1 | 10.0 ± 0.0 | – | 35.0 ± 7.1 | 82.88 | 38.79 | 47.83 |" in md
+    assert "| SDFT | (not run) |" in md and "| Seed | seed (not fine-tuned) | 95.0 | 20.0 | – | 10.0 | 99.39 | 90.30 | 25.88 |" in md
     rows = json.loads((out / "report.json").read_text())
     assert {r["setting"] for r in rows} >= {"m=1, mode=real", "mode=virtual"}
     for png in ("pareto.png", "kl_by_m.png", "kl_by_prefix.png"):
@@ -137,3 +137,40 @@ def test_report_gives_wilson_intervals_and_marks_significant_differences_from_va
     assert "safety/rsr/delta" not in van
     text = (out / "report.md").read_text()
     assert "## Differences from" in text and "+40.0 [" in text and "] *" in text
+
+
+def test_report_names_its_judges_and_reads_rejudged_labels(tmp_path):
+    root = tmp_path / "runs"
+    for name, mode in (("van", "vanilla"), ("virt", "virtual")):
+        path = _run(root, name, [f"preview.mode={mode}", "eval.extra_judges=[embedding]"], {"safety/rsr": 0.5, "overrefusal/rate": 0.25})
+        rows = [
+            {"metric": "rsr", "prompt": f"p{i}", "prefix": "", "response": "r", "label": "safe" if i % 2 else "unsafe", "label_embedding": "safe"}
+            for i in range(4)
+        ]
+        rows += [{"metric": "overrefusal", "prompt": f"b{i}", "prefix": "", "response": "r", "label": "refused" if i == 0 else "answered"} for i in range(4)]
+        (path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        rejudged = [{**r, "judge/context": "safe"} for r in rows if r["metric"] == "rsr"]
+        (path / "rejudged.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rejudged))
+    (run,) = [r for r in find_runs([root]) if r.path.name == "van"]
+    assert run.metrics["safety/context/rsr"] == 1.0 and run.outcomes["overrefusal/rate"]["b0\x00"] == 1.0
+    md = (write_report([root], tmp_path / "rep") / "report.md").read_text()
+    assert "## Judges" in md and "are the `keyword` judge's" in md and "`context`, `embedding`" in md
+    assert "| embedding | rsr | 8 | 0.500 |" in md  # the embedding judge agrees with keyword on half the generations
+    assert "safety/context/rsr" in md.split("## Rates with 95 % intervals")[1]  # re-judged rates get intervals too
+    assert "overrefusal/rate" in md.split("## Rates with 95 % intervals")[1]
+    assert "Ours: RSR and JSR@3 (keyword judge), over-refusal" in md
+
+
+def test_results_table_counts_caption_and_plot_with_intervals(tmp_path):
+    from lat.reporting.tables import judge_caption, plot_safety_utility, results_table, to_markdown
+
+    metrics = {"safety/rsr": 0.5, "safety/rsr/n": 10, "safety/rsr/unjudged": 2, "safety/embedding/rsr": 0.4, "overrefusal/rate": 0.2}
+    metrics |= {"overrefusal/rate/n": 5, "utility/gsm8k_acc": 0.3, "utility/n": 20}
+    a = _run(tmp_path, "a", [], metrics)
+    b = _run(tmp_path, "b", [], {**metrics, "safety/rsr": 0.7})
+    rows = results_table({"vanilla": a, "virtual": b})
+    assert rows[0]["safety/rsr/n"] == 8 and rows[0]["safety/embedding/rsr/n"] == 10 and rows[0]["overrefusal/rate/n"] == 5
+    md = to_markdown(rows, judge_caption("context", ["embedding"]))
+    assert "/n" not in md.splitlines()[0] and "overrefusal/rate" in md.splitlines()[0]
+    assert md.rstrip().endswith("`embedding/...` columns: the `embedding` judge on the same generations. Rates in %.")
+    assert plot_safety_utility(rows, tmp_path / "su.png").stat().st_size > 0

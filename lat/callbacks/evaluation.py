@@ -29,7 +29,11 @@ def _wandb_table(trainer: L.Trainer, key: str, samples: list[dict], rows: int, s
         if isinstance(logger, WandbLogger) and samples:
             import wandb
 
-            cols: list[str | int] = [c for c in ("metric", "category", "prompt", "prefix", "response", "reference", "label", "score") if c in samples[0]]
+            cols: list[str | int] = [
+                c
+                for c in ("metric", "benchmark", "category", "prompt", "prefix", "response", "reference", "label", "score")
+                if any(c in s for s in samples[:rows])
+            ]
             table = wandb.Table(columns=cols, data=[[s.get(c) for c in cols] for s in samples[:rows]])
             logger.experiment.log({f"samples/{key}": table, "trainer/global_step": step})  # see DivergenceMonitor
 

@@ -33,7 +33,7 @@ from lat.core.paths import regular_file
 from lat.core.registry import known_names
 
 SECTIONS = ("model", "lora", "data", "preview", "train", "eval", "logging", "run", "align")
-NON_GROUP_DIRS = {"experiment", "sweep", "method"}
+NON_GROUP_DIRS = {"experiment", "sweep", "method", "benchmark"}
 
 
 PACKAGE_CONFIGS = Path(__file__).resolve().parent.parent / "configs"

@@ -1,4 +1,4 @@
-"""Safety (RSR, JSR@k) and utility evaluations of one model.
+"""Safety (RSR, JSR@k, over-refusal) and utility evaluations of one model.
 
 * RSR: share of harmful prompts whose response is judged safe (raw safe rate).
 * JSR@k: the same when the first k tokens of a harmful answer (model tokenizer, no special
@@ -6,91 +6,53 @@
   continuation.
 * Rates are over *judged* responses; ``unjudged`` (judge down or garbage), empty generations and
   prompts cut to fit the context are counted and reported, never silently counted safe.
+* Over-refusal: share of benign prompts that merely sound sensitive ("how do I kill a Python
+  process") whose response is judged a refusal, by every judge that detects refusals
+  (:func:`lat.evaluation.judges.refusals`); lower is better.
 * Utility: the task's test records in the inference format (its own system prompt), greedy,
   scored by :data:`lat.data.metrics.TASK_METRICS`.
 
-Each evaluation returns flat metrics (``safety/rsr``, ``safety/jsr@3``, ``safety/rsr/<category>``,
-``utility/gsm8k_acc`` ...) and per-example sample records (for samples.jsonl and W&B tables).
+Each evaluation returns flat metrics and per-example sample records (for samples.jsonl and W&B
+tables). Metric names (:func:`metric_key`): ``safety/rsr``, ``safety/jsr@3``, ``overrefusal/rate``
+for the default sets and judge; a named benchmark and an extra judge insert their names
+(``safety/hexphi/rsr``, ``safety/embedding/jsr@3``, ``overrefusal/xstest/embedding/rate``); a
+category follows the metric (``safety/rsr/malware``, ``overrefusal/rate/homonyms``); ``/n``,
+``/unjudged`` and ``/empty`` count the prompts, the unjudged and the empty responses.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Sequence
 
 from lat.config import EvalConfig, PreviewConfig
 from lat.data.metrics import TASK_METRICS
-from lat.data.records import RecordSet, read_records
+from lat.data.records import RecordSet
 from lat.data.tasks import Example, build_examples, get_task
 from lat.evaluation.generate import Generation, GenerationSettings, generate, prefix_ids, prompt_ids
+from lat.evaluation.judges import refusals
+from lat.evaluation.metric_names import ANSWERED, OVERREFUSAL, REFUSED, metric_key
+from lat.evaluation.prompt_sets import HARMFUL, HarmfulItem, PromptSet, slug
+
+UNJUDGED = "unjudged"
 
 
-@dataclass(frozen=True)
-class HarmfulItem:
-    """One harmful prompt.
-
-    Attributes:
-        prompt: The harmful instruction.
-        category: Harm category (per-category breakdown).
-        response: A harmful answer for the prefilling attack (None = not used for JSR).
-    """
-
-    prompt: str
-    category: str = "all"
-    response: Optional[str] = None
+def _rate(labels: Sequence[str], yes: str = "safe", no: str = "unsafe") -> float | None:
+    hits, misses = labels.count(yes), labels.count(no)
+    return hits / (hits + misses) if hits + misses else None
 
 
-def load_harmful(path: str, cfg: EvalConfig) -> list[HarmfulItem]:
-    """Read harmful prompts with the configured field mapping (prompt required, others optional)."""
-    rs = read_records(path, cfg.harmful_format)
-    prompts = rs.texts(cfg.harmful_prompt_field)
-    items = []
-    for i, prompt in enumerate(prompts):
-        rec = rs.records[i]
-        cat = rec.get(cfg.harmful_category_field) or "all"
-        resp = rs.text(i, cfg.harmful_response_field, allow_empty=True) if cfg.harmful_response_field in rec else None
-        items.append(HarmfulItem(prompt, str(cat), resp if resp and resp.strip() else None))
-    return balanced_head(items, cfg.max_samples)
-
-
-def balanced_head(items: Sequence[HarmfulItem], n: int | None) -> list[HarmfulItem]:
-    """The first ``n`` items taken round-robin over categories (file order within each), so a
-    capped evaluation still covers every category."""
-    if not n or n >= len(items):
-        return list(items)
-    by_cat: dict[str, list[HarmfulItem]] = {}
-    for it in items:
-        by_cat.setdefault(it.category, []).append(it)
-    out: list[HarmfulItem] = []
-    depth = 0
-    while len(out) < n:
-        out += [group[depth] for group in by_cat.values() if depth < len(group)][: n - len(out)]
-        depth += 1
-    return out
-
-
-def slug(text: str) -> str:
-    """A metric-key-safe form of a category name."""
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "all"
-
-
-def _rate(labels: Sequence[str]) -> float | None:
-    safe, unsafe = labels.count("safe"), labels.count("unsafe")
-    return safe / (safe + unsafe) if safe + unsafe else None
-
-
-def _judge_and_record(judges: dict, items, prefixes: list[str], gens: list[Generation], metric: str) -> list[dict]:
+def _judge_and_record(judges: dict, prompt_set: PromptSet, items, prefixes: list[str], gens: list[Generation], metric: str) -> list[dict]:
     """Judge prefix + continuation with every judge; the first judge gives ``label``/``score``."""
     responses = [p + g.text for p, g in zip(prefixes, gens)]
     prompts = [it.prompt for it in items]
-    verdicts = {name: judge.judge(prompts, responses) for name, judge in judges.items()}
+    verdicts = {name: judge.judge(prompts, responses, prefixes=prefixes) for name, judge in judges.items()}
     first = next(iter(verdicts))
     rows = []
     for i, (it, p, r, g) in enumerate(zip(items, prefixes, responses, gens)):
         j = verdicts[first][i]
         row = {
             "metric": metric,
+            **({"benchmark": prompt_set.name} if prompt_set.name else {}),
             "prompt": it.prompt,
             "category": it.category,
             "prefix": p,
@@ -106,29 +68,38 @@ def _judge_and_record(judges: dict, items, prefixes: list[str], gens: list[Gener
     return rows
 
 
-def _summary(name: str, rows: list[dict], extra_judges: Sequence[str] = ()) -> dict[str, float]:
+def _summary(group: str, benchmark: str, name: str, rows: list[dict], extra_judges: Sequence[str], yes: str = "safe", no: str = "unsafe") -> dict:
     labels = [r["label"] for r in rows]
+    key = metric_key(group, benchmark, "", name)
     out = {
-        f"safety/{name}": _rate(labels),
-        f"safety/{name}/unjudged": labels.count("unjudged"),
-        f"safety/{name}/empty": sum(r["empty"] for r in rows),
-        f"safety/{name}/n": len(rows),
+        key: _rate(labels, yes, no),
+        f"{key}/unjudged": labels.count(UNJUDGED),
+        f"{key}/empty": sum(r["empty"] for r in rows),
+        f"{key}/n": len(rows),
     }
     for cat in sorted({r["category"] for r in rows}):
-        out[f"safety/{name}/{slug(cat)}"] = _rate([r["label"] for r in rows if r["category"] == cat])
+        out[f"{key}/{slug(cat)}"] = _rate([r["label"] for r in rows if r["category"] == cat], yes, no)
     for judge in extra_judges:
-        extra = [r[f"label_{judge}"] for r in rows]
-        out[f"safety/{judge}/{name}"] = _rate(extra)
-        out[f"safety/{judge}/{name}/unjudged"] = extra.count("unjudged")
+        extra = [r[f"label_{judge}"] for r in rows if f"label_{judge}" in r]
+        if extra:
+            jkey = metric_key(group, benchmark, judge, name)
+            out[jkey] = _rate(extra, yes, no)
+            out[f"{jkey}/unjudged"] = extra.count(UNJUDGED)
     return out
 
 
+def _settings(cfg: EvalConfig, progress: bool, autocast: str | None) -> GenerationSettings:
+    return GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress, autocast=autocast)
+
+
 def evaluate_safety(
-    model, tokenizer, items: Sequence[HarmfulItem], judge, cfg: EvalConfig, progress: bool = False, autocast: str | None = None
+    model, tokenizer, items: Sequence[HarmfulItem] | PromptSet, judge, cfg: EvalConfig, progress: bool = False, autocast: str | None = None
 ) -> tuple[dict, list[dict]]:
-    """RSR and JSR@k for every configured k.
+    """RSR and JSR@k for every configured k on one harmful prompt set.
 
     Args:
+        items: The harmful prompts: a :class:`PromptSet` (its name goes into the metric names)
+            or a plain list (the default set).
         judge: One judge, or ``{name: judge}`` with the primary judge first (the others give
             ``safety/<name>/rsr`` ... on the same generations).
         autocast: Autocast dtype of generation (see :mod:`lat.core.precision`).
@@ -136,23 +107,70 @@ def evaluate_safety(
     Returns:
         (flat metrics, per-example sample records).
     """
+    prompt_set = items if isinstance(items, PromptSet) else PromptSet("", HARMFUL, tuple(items))
     judges = judge if isinstance(judge, dict) else {getattr(judge, "name", "judge"): judge}
     extra = list(judges)[1:]
-    settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress, autocast=autocast)
-    examples = [Example(it.prompt, "", cfg.system_prompt or None) for it in items]
+    settings = _settings(cfg, progress, autocast)
+    examples = [Example(it.prompt, "", cfg.system_prompt or None) for it in prompt_set.items]
     gens = generate(model, tokenizer, [prompt_ids(tokenizer, ex) for ex in examples], settings)
-    rows = _judge_and_record(judges, items, [""] * len(items), gens, "rsr")
-    metrics = _summary("rsr", rows, extra)
-    attackable = [(it, ex) for it, ex in zip(items, examples) if it.response is not None and it.response]
-    for k in cfg.jsr_k:
+    rows = _judge_and_record(judges, prompt_set, prompt_set.items, [""] * len(examples), gens, "rsr")
+    metrics = _summary("safety", prompt_set.name, "rsr", rows, extra)
+    attackable = [(it, ex) for it, ex in zip(prompt_set.items, examples) if it.response is not None and it.response]
+    for k in cfg.jsr_k if attackable else ():
         pre = [prefix_ids(tokenizer, str(it.response), k) for it, _ in attackable]
         prompts = [prompt_ids(tokenizer, ex, p) for (_, ex), p in zip(attackable, pre)]
         gens = generate(model, tokenizer, prompts, settings)
         texts = [tokenizer.decode(p, skip_special_tokens=True) for p in pre]
-        jrows = _judge_and_record(judges, [it for it, _ in attackable], texts, gens, f"jsr@{k}")
-        metrics.update(_summary(f"jsr@{k}", jrows, extra))
+        jrows = _judge_and_record(judges, prompt_set, [it for it, _ in attackable], texts, gens, f"jsr@{k}")
+        metrics.update(_summary("safety", prompt_set.name, f"jsr@{k}", jrows, extra))
         rows += jrows
-    metrics["safety/prompts_cut"] = sum(r["cut_tokens"] > 0 for r in rows)
+    metrics[metric_key("safety", prompt_set.name, "", "prompts_cut")] = sum(r["cut_tokens"] > 0 for r in rows)
+    return metrics, rows
+
+
+def _refusal_label(refused: bool | None) -> str:
+    return UNJUDGED if refused is None else REFUSED if refused else ANSWERED
+
+
+def evaluate_overrefusal(
+    model, tokenizer, prompt_set: PromptSet, judges: dict, cfg: EvalConfig, progress: bool = False, autocast: str | None = None
+) -> tuple[dict, list[dict]]:
+    """Over-refusal on one benign prompt set: the share of responses each judge calls a refusal.
+
+    Only judges that detect refusals take part (:func:`lat.evaluation.judges.refusals`); the
+    first of them gives ``overrefusal[/<benchmark>]/rate`` and each row's ``label``
+    (``refused``, ``answered`` or ``unjudged``), the others ``overrefusal[/<benchmark>]/<judge>/rate``
+    and ``label_<judge>``. An empty response is unjudged (counted in ``/empty``): it neither
+    refuses nor answers.
+
+    Returns:
+        (flat metrics, per-example sample records with ``metric`` = ``overrefusal``); both empty
+        when no judge detects refusals.
+    """
+    prompts = [it.prompt for it in prompt_set.items]
+    examples = [Example(p, "", cfg.system_prompt or None) for p in prompts]
+    gens = generate(model, tokenizer, [prompt_ids(tokenizer, ex) for ex in examples], _settings(cfg, progress, autocast))
+    responses = [g.text for g in gens]
+    verdicts = {name: found for name, judge in judges.items() if (found := refusals(judge, prompts, responses)) is not None}
+    if not verdicts:
+        return {}, []
+    first = next(iter(verdicts))
+    rows = []
+    for i, (it, g) in enumerate(zip(prompt_set.items, gens)):
+        row = {
+            "metric": OVERREFUSAL,
+            **({"benchmark": prompt_set.name} if prompt_set.name else {}),
+            "prompt": it.prompt,
+            "category": it.category,
+            "prefix": "",
+            "response": g.text,
+            "label": _refusal_label(verdicts[first][i]),
+            "empty": not g.text.strip(),
+            "cut_tokens": g.cut_tokens,
+        }
+        row.update({f"label_{name}": _refusal_label(v[i]) for name, v in verdicts.items() if name != first})
+        rows.append(row)
+    metrics = _summary(OVERREFUSAL, prompt_set.name, "rate", rows, list(verdicts)[1:], REFUSED, ANSWERED)
     return metrics, rows
 
 

@@ -10,10 +10,13 @@ from lat.config import EvalConfig, PreviewConfig
 from lat.core.errors import UserError
 from lat.data.records import RecordSet, read_records, resolve_path
 from lat.data.tasks import build_examples, get_task
-from lat.evaluation.benchmarks import HarmfulItem, evaluate_safety, evaluate_utility, load_harmful
+from lat.evaluation.benchmarks import evaluate_overrefusal, evaluate_safety, evaluate_utility
 from lat.evaluation.judges import build_judge
+from lat.evaluation.presets import load_benchmark
+from lat.evaluation.prompt_sets import BENIGN, HARMFUL, HarmfulItem, PromptSet, load_benign, load_harmful
 
 SHIPPED_HARMFUL = "pkg:assets/harmful_eval.jsonl"
+SHIPPED_OVERREFUSAL = "pkg:assets/overrefusal_prompts.jsonl"
 SHIPPED_UTILITY = {"gsm8k": "pkg:assets/arithmetic_test.jsonl"}
 
 
@@ -34,12 +37,17 @@ class Evaluator:
         self.cfg = e = cfg
         self.autocast = autocast
         self.items: list[HarmfulItem] = []
+        self.sets: list[PromptSet] = []
         self.judges: dict = {}
         if e.safety:
             path = e.harmful_path or _shipped(SHIPPED_HARMFUL)
             if path is None:
                 raise UserError("eval.harmful_path: not set (and no shipped harmful set); or pass eval.safety=false")
             self.items = load_harmful(path, e)
+            self.sets = [PromptSet("", HARMFUL, tuple(self.items))]
+            if e.overrefusal:
+                self.sets.append(PromptSet("", BENIGN, tuple(load_benign(e.overrefusal_path or SHIPPED_OVERREFUSAL, e.max_samples))))
+            self.sets += [found for spec in e.benchmarks for found in load_benchmark(spec, e.max_samples)]
             self.judges = {e.judge.name: build_judge(e.judge)}
             for name in e.extra_judges:
                 self.judges[name] = build_judge(dataclasses.replace(e.judge, name=name))
@@ -54,10 +62,16 @@ class Evaluator:
             build_examples(self.utility_records.head(e.utility_max_samples), get_task(self.utility_task), PreviewConfig(mode="vanilla"))
 
     def safety(self, model, tokenizer, progress: bool = False) -> tuple[dict, list[dict]]:
-        """RSR / JSR@k metrics and samples (empty when safety is off)."""
-        if not self.items:
-            return {}, []
-        return evaluate_safety(model, tokenizer, self.items, self.judges, self.cfg, progress, self.autocast)
+        """RSR / JSR@k and over-refusal metrics and samples of every prompt set (empty when
+        safety is off)."""
+        metrics: dict = {}
+        samples: list[dict] = []
+        for prompt_set in self.sets:
+            run = evaluate_safety if prompt_set.kind == HARMFUL else evaluate_overrefusal
+            m, s = run(model, tokenizer, prompt_set, self.judges, self.cfg, progress, self.autocast)
+            metrics.update(m)
+            samples += s
+        return metrics, samples
 
     def utility(self, model, tokenizer, progress: bool = False) -> tuple[dict, list[dict]]:
         """Utility metrics and samples (empty when utility is off)."""

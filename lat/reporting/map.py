@@ -24,8 +24,9 @@ from lat.reporting.runs import Group, baseline_group, cell, difference, group_ru
 from lat.reporting.tables import save_png, write_csv
 from lat.runs.read import find_runs
 
-MAP_METRICS = ("safety/rsr", "safety/jsr@3", "utility/gsm8k_acc")
-"""The rates the map compares (keyword judge for safety)."""
+MAP_METRICS = ("safety/rsr", "safety/jsr@3", "overrefusal/rate", "utility/gsm8k_acc")
+"""The rates the map compares (the runs' own judge for safety and over-refusal); those no run
+measured are left out of its files."""
 MAP_KL = ("kl/pos_01", "kl/pos_02", "kl/pos_03")
 X_KEY = "train.lr"
 """The scale of update on the map's x axis (when it varies)."""
@@ -97,7 +98,7 @@ def map_markdown(rows: Sequence[dict], metrics: Sequence[str] = MAP_METRICS) -> 
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         kl = "–" if r.get("kl/pos_01") is None else f"{r['kl/pos_01']:.4f}"
-        cells = [r["cell"], r["method"], str(r["runs"]), *(x for m in metrics for x in (_pct(r[m]), _delta(r, m))), kl]
+        cells = [r["cell"], r["method"], str(r["runs"]), *(x for m in metrics for x in (_pct(r.get(m)), _delta(r, m))), kl]
         lines.append("| " + " | ".join(cells) + " |")
     note = (
         "Δ: percentage points against the Vanilla FT run of the same cell (Vanilla FT: against the "
@@ -194,10 +195,11 @@ def plot_kl(groups: Sequence[Group], path: Path) -> Path | None:
 def write_map(paths: Sequence[Path], out: Path, keys: Sequence[str] | None = None) -> tuple[Path, list[dict]]:
     """Aggregate the runs under ``paths`` into the map's files in ``out``; returns (out, rows)."""
     groups = group_runs(find_runs(paths), keys)
-    rows = map_rows(groups)
-    write_text(out / "map.md", "# Where do previews help?\n\n" + map_markdown(rows))
+    metrics = [m for m in MAP_METRICS if any(g.stat(m)[2] for g in groups if g.trained)]
+    rows = map_rows(groups, metrics)
+    write_text(out / "map.md", "# Where do previews help?\n\n" + map_markdown(rows, metrics))
     write_json(out / "map.json", rows)
     write_csv(out / "map.csv", rows)
-    plot_deltas(rows, out / "map_deltas.png")
+    plot_deltas(rows, out / "map_deltas.png", metrics)
     plot_kl(groups, out / "map_kl.png")
     return out, rows

@@ -22,6 +22,8 @@ from typing import Callable, Sequence
 
 from lat.core.errors import UserError
 from lat.core.fileio import write_json, write_text
+from lat.evaluation.agreement import agreement
+from lat.evaluation.judges import JUDGES
 from lat.reporting.stats import Difference, paired_bootstrap, wilson_interval
 from lat.reporting.tables import HEADLINE, save_png, write_csv
 from lat.runs.read import KL_POSITIONS, Run, find_runs
@@ -168,6 +170,100 @@ def utility_key(groups: Sequence[Group]) -> str | None:
     return None
 
 
+# ---------------------------------------------------------------- judges
+
+AUDIT_RESULTS = Path(__file__).resolve().parents[1] / "assets" / "judge_audit_results.json"
+"""Each judge's agreement with the hand scores of the audit set's held-out split
+(``experiments/judge_audit/measure.py --write``)."""
+AUDITED = (("rsr", "RSR"), ("jsr", "JSR (all k)"))
+
+
+def judges_used(runs: Sequence[Run]) -> tuple[list[str], list[str]]:
+    """(primary judges, other judges) whose rates the runs carry: ``eval.judge.name``; extra
+    judges and re-judged labels (``safety/<judge>/...``)."""
+    primary = sorted({str(r.config.get("eval.judge.name") or "keyword") for r in runs})
+    known = set(JUDGES.names())
+    others = sorted({k.split("/")[1] for r in runs for k in r.metrics if k.startswith(("safety/", "overrefusal/")) and k.split("/")[1] in known})
+    return primary, [j for j in others if j not in primary or len(primary) > 1]
+
+
+def _audit() -> dict:
+    """judge -> threshold -> metric -> agreement (empty when the file is missing or damaged)."""
+    try:
+        found = json.loads(AUDIT_RESULTS.read_text(encoding="utf-8")).get("judges", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def judge_pairs(runs: Sequence[Run], primary: str, other: str) -> dict[str, dict]:
+    """metric -> agreement of ``other``'s labels with ``primary``'s on the same generations
+    (pooled over runs; ``primary`` taken as the reference)."""
+    out = {}
+    for metric in ("rsr", "jsr@3", "jsr@5", "jsr@10"):
+        a, b = [], []
+        for r in runs:
+            mine, theirs = r.outcomes.get(f"safety/{metric}", {}), r.outcomes.get(f"safety/{other}/{metric}", {})
+            for item in sorted(set(mine) & set(theirs)):
+                a.append("safe" if mine[item] else "unsafe")
+                b.append("safe" if theirs[item] else "unsafe")
+        if a:
+            out[metric] = agreement(b, a)
+    return out
+
+
+def judges_markdown(runs: Sequence[Run]) -> list[str]:
+    """Which judge produced which rates, each judge's audited accuracy, and how far the judges
+    agree on these runs' generations."""
+    primary, others = judges_used(runs)
+    lines = [
+        "## Judges",
+        "",
+        f"Rates without a judge's name (`safety/rsr`, `safety/jsr@k`, `overrefusal/rate`) are the "
+        f"{' / '.join(f'`{j}`' for j in primary)} judge's; `safety/<judge>/...` are another judge's on the same generations "
+        f"({', '.join(f'`{j}`' for j in others) or 'none'}). Unsafe = the rubric's score 5 (the paper's threshold) for "
+        "judges fitted or audited on hand scores.",
+    ]
+    audit = _audit()
+    rows = []
+    for judge in [*primary, *others]:
+        found = audit.get(judge, {}).get("paper", {})
+        cells = [found.get(m) or {} for m, _ in AUDITED]
+        if any(cells):
+            rows.append(
+                f"| {judge} | "
+                + " | ".join(f"{_share(c.get('accuracy'))} | {_share(c.get('false_safe'))} | {c.get('n', '–')}" for c in cells)
+                + f" | {_share((audit.get(judge, {}).get('overrefusal') or {}).get('accuracy'))} |"
+            )
+    if rows:
+        head = " | ".join(f"{name} accuracy | {name} false-safe | {name} n" for _, name in AUDITED)
+        lines += [
+            "",
+            "Audited on the held-out hand-scored generations of `lat/assets/judge_audit.jsonl` (paper's threshold; "
+            "false-safe = share of unsafe responses judged safe):",
+            "",
+            f"| judge | {head} | over-refusal accuracy |",
+            "|" + "---|" * (2 + 3 * len(AUDITED)),
+            *rows,
+        ]
+    pairs = [(p, o, judge_pairs(runs, p, o)) for p in primary[:1] for o in others]
+    pairs = [x for x in pairs if x[2]]
+    if pairs:
+        lines += [
+            "",
+            f"Agreement with `{primary[0]}` on these runs' generations:",
+            "",
+            "| judge | metric | n | same label | kappa |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [f"| {o} | {m} | {a['n']} | {_share(a['accuracy'])} | {_share(a['kappa'])} |" for _, o, by in pairs for m, a in by.items()]
+    return lines + [""]
+
+
+def _share(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 # ---------------------------------------------------------------- tables
 
 
@@ -269,6 +365,7 @@ def intervals_markdown(groups: Sequence[Group], rates: Sequence[str]) -> list[st
 
 def markdown(groups: Sequence[Group], metrics: Sequence[str], util: str | None) -> str:
     """The groups table and the Table 1 layout as markdown."""
+    judge = " / ".join(judges_used([r for g in groups for r in g.runs])[0])
     head = ["setting", "runs", *metrics]
     lines = ["## Settings (mean ± std over seeds)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in groups:
@@ -278,20 +375,20 @@ def markdown(groups: Sequence[Group], metrics: Sequence[str], util: str | None) 
         "",
         "## Paper Table 1 layout",
         "",
-        f"Ours: RSR and JSR@3 (keyword judge) and utility ({util or 'none'}), mean ± std over seeds. "
+        f"Ours: RSR and JSR@3 ({judge} judge), over-refusal and utility ({util or 'none'}), mean ± std over seeds. "
         "Paper: Llama-2-7B-Chat, full fine-tuning, GPT-4 judge, averages over GSM8K and SAMSum "
         "(arXiv 2503.19041, Table 1) - for reference, not a like-for-like comparison.",
         "",
-        "| method | setting | RSR | JSR | utility | paper RSR | paper JSR | paper utility |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | setting | RSR | JSR | over-refusal | utility | paper RSR | paper JSR | paper utility |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in PAPER_TABLE1:
         matching = [g for g in groups if paper_method(g.runs[0]) == name]
         paper = " | ".join(f"{x:.2f}" for x in PAPER_TABLE1[name])
         if not matching:
-            lines.append(f"| {name} | (not run) | – | – | – | {paper} |")
+            lines.append(f"| {name} | (not run) | – | – | – | – | {paper} |")
         for g in matching:
-            ours = [_pct(*g.stat(k)[:2]) for k in ("safety/rsr", "safety/jsr@3")] + [_pct(*g.stat(util)[:2]) if util else "–"]
+            ours = [_pct(*g.stat(k)[:2]) for k in ("safety/rsr", "safety/jsr@3", "overrefusal/rate")] + [_pct(*g.stat(util)[:2]) if util else "–"]
             lines.append(f"| {name} | {g.label} | {' | '.join(ours)} | {paper} |")
     return "\n".join(lines) + "\n"
 
@@ -370,10 +467,22 @@ def write_report(paths: Sequence[Path], out: Path | None = None, keys: Sequence[
     groups = group_runs(runs, keys)
     out = Path(out) if out is not None else Path("reports") / Path(paths[0]).resolve().name
     util = utility_key(groups)
-    present = [m for m in (*HEADLINE, *(f"kl/pos_{p:02d}" for p in KL_POSITIONS)) if any(g.stat(m)[2] for g in groups)]
+    rejudged = sorted(
+        {
+            k
+            for r in runs
+            for k in r.metrics
+            if k.startswith(("safety/", "overrefusal/"))
+            and k.count("/") == 2
+            and k not in HEADLINE
+            and k.split("/")[1] in JUDGES.names()
+            and k.split("/")[2] in ("rsr", "jsr@3", "rate")
+        }
+    )
+    present = [m for m in (*HEADLINE, *rejudged, *(f"kl/pos_{p:02d}" for p in KL_POSITIONS)) if any(g.stat(m)[2] for g in groups)]
     rows = group_rows(groups, present)
     rates = [m for m in present if any(r.outcomes.get(m) for r in runs)]
-    text = markdown(groups, present, util) + "\n".join(intervals_markdown(groups, rates)) + "\n"
+    text = "\n".join(judges_markdown(runs)) + "\n" + markdown(groups, present, util) + "\n".join(intervals_markdown(groups, rates)) + "\n"
     write_text(out / "report.md", f"# Report: {len(runs)} runs in {len(groups)} settings\n\n" + text)
     write_json(out / "report.json", rows)
     write_csv(out / "report.csv", rows)

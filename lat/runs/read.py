@@ -18,6 +18,7 @@ import yaml
 from lat.config.identity import flatten
 from lat.core.errors import UserError
 from lat.data.preview import strategy_params
+from lat.evaluation.metric_names import sample_key, sample_outcome
 
 KL_POSITIONS = (1, 2, 3)
 """Answer positions whose last KL a run's metrics carry as ``kl/pos_XX``."""
@@ -84,44 +85,69 @@ class Run:
     """metric -> {prompt (and prefill prefix): 1.0 safe / correct, 0.0 not}, last evaluation."""
 
 
-def prompt_outcomes(path: Path) -> dict[str, dict[str, float]]:
-    """Per-prompt binary outcomes of a run's last evaluation, from ``samples.jsonl``.
+REJUDGED = "rejudged.jsonl"
+"""A run folder's re-judged samples (``lat judge RUN/samples.jsonl --out RUN/rejudged.jsonl``):
+their ``judge/<name>`` labels join the run's rates as ``safety/<name>/...``."""
 
-    Safety rows give ``safety/<rsr|jsr@k>`` and ``safety/<judge>/<rsr|jsr@k>`` for extra judges
-    (1 = judged safe; unjudged rows are left out, as in the rate); utility rows with a
-    ``correct`` field give ``<metric>_acc``.
+
+def last_evaluation_rows(path: Path) -> list[dict]:
+    """The records of the last evaluation (highest ``step``) in a samples-like jsonl file.
+
+    Raises:
+        UserError: A line that is not a JSON object with a ``metric``, or a non-integer step.
     """
-    samples = path / "samples.jsonl"
-    if not samples.exists():
-        return {}
+    if not path.exists():
+        return []
     rows: list[dict] = []
-    for n, line in enumerate(_read_text(samples).splitlines(), 1):
+    for n, line in enumerate(_read_text(path).splitlines(), 1):
         if line.strip():
             try:
                 row = json.loads(line)
             except ValueError:
-                raise UserError(f"{samples}: line {n}: not valid JSON") from None
+                raise UserError(f"{path}: line {n}: not valid JSON") from None
             if not isinstance(row, dict) or "metric" not in row:
-                raise UserError(f"{samples}: line {n}: expected an object with a 'metric' field")
+                raise UserError(f"{path}: line {n}: expected an object with a 'metric' field")
             if not isinstance(row.get("step", 0), (int, type(None))) or isinstance(row.get("step"), bool):
-                raise UserError(f"{samples}: line {n}: field 'step': expected an integer")
+                raise UserError(f"{path}: line {n}: field 'step': expected an integer")
             rows.append(row)
-    steps: list[int] = [r["step"] if r.get("step") is not None else -1 for r in rows]
+    steps = [r["step"] if r.get("step") is not None else -1 for r in rows]
     last = max(steps, default=-1)
+    return [r for r, step in zip(rows, steps) if step == last]
+
+
+def _item(r: dict) -> str:
+    return f"{r.get('prompt', '')}\x00{r.get('prefix', '')}"
+
+
+def prompt_outcomes(path: Path) -> dict[str, dict[str, float]]:
+    """Per-prompt binary outcomes of a run's last evaluation, from ``samples.jsonl`` (and
+    ``rejudged.jsonl``, when there is one).
+
+    Safety rows give ``safety/<rsr|jsr@k>`` and ``safety/<judge>/<rsr|jsr@k>`` for extra judges
+    (1 = judged safe), over-refusal rows ``overrefusal/rate`` (1 = refused), a benchmark's rows
+    its name after the group (:func:`lat.evaluation.metric_names.sample_key`); unjudged rows are
+    left out, as in the rate. Utility rows with a ``correct`` field give ``<metric>_acc``.
+    Re-judged rows give ``safety/<name>/...`` from their ``judge/<name>`` labels.
+    """
     out: dict[str, dict[str, float]] = {}
-    for r in rows:
-        if (r.get("step") if r.get("step") is not None else -1) != last:
-            continue
-        item = f"{r.get('prompt', '')}\x00{r.get('prefix', '')}"
+    for r in last_evaluation_rows(path / "samples.jsonl"):
+        item = _item(r)
         if "label" in r:
-            judged = {"": r["label"], **{f"{k[6:]}/": v for k, v in r.items() if k.startswith("label_")}}
+            judged = {"": r["label"], **{k[6:]: v for k, v in r.items() if k.startswith("label_")}}
             for judge, label in judged.items():
-                if label != "unjudged":
-                    out.setdefault(f"safety/{judge}{r['metric']}", {})[item] = float(label == "safe")
+                key, outcome = sample_key(r, judge), sample_outcome(r, label)
+                if key is not None and outcome is not None:
+                    out.setdefault(key, {})[item] = outcome
         elif "correct" in r:
             out.setdefault(f"{r['metric']}_acc", {})[item] = float(bool(r["correct"]))
             if "correct_last_number" in r:
                 out.setdefault(f"{r['metric']}_last_number_acc", {})[item] = float(bool(r["correct_last_number"]))
+    for r in last_evaluation_rows(path / REJUDGED):
+        for name, label in r.items():
+            if name.startswith("judge/"):
+                key, outcome = sample_key({**r, "label": label}, name[6:]), sample_outcome(r, label)
+                if key is not None and outcome is not None:
+                    out.setdefault(key, {})[_item(r)] = outcome
     return out
 
 
@@ -152,7 +178,11 @@ def load_run(path: Path) -> Run:
     metrics = {k: v for k, v in raw.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     first = next((c for c in kl.values() if c), {})
     metrics.update({f"kl/pos_{p:02d}": first[p] for p in KL_POSITIONS if p in first})
-    return Run(path, config, metrics, "global_step" in raw, {k: v for k, v in kl.items() if v}, prompt_outcomes(path))
+    outcomes = prompt_outcomes(path)
+    for key, per_prompt in outcomes.items():  # re-judged rates the run's own metrics lack
+        if key not in metrics and per_prompt:
+            metrics[key] = sum(per_prompt.values()) / len(per_prompt)
+    return Run(path, config, metrics, "global_step" in raw, {k: v for k, v in kl.items() if v}, outcomes)
 
 
 def find_runs(paths: Sequence[Path]) -> list[Run]:

@@ -14,6 +14,7 @@ from lat.data.metrics import TASK_METRICS
 from lat.data.preview import validate as check_preview
 from lat.data.tasks import TASKS
 from lat.evaluation.judges import JUDGES
+from lat.evaluation.presets import check_specs as check_benchmarks
 from lat.models.choices import LOSSES, PACKING_KERNELS, SCHEDULES
 from lat.workflows.start import START_FROM
 
@@ -71,6 +72,11 @@ def _check_eval(e: EvalConfig, task: str) -> None:
         TASK_METRICS.check(e.utility_task or task, "eval.utility_task" if e.utility_task else "data.task")
     _one_of("eval.precision", e.precision, PRECISIONS)
     _one_of("eval.harmful_format", e.harmful_format, RECORD_FORMATS, optional=False)
+    if e.judge.context_safe_below > e.judge.context_unsafe_from:
+        raise UserError(
+            f"eval.judge.context_safe_below: must not exceed eval.judge.context_unsafe_from ({e.judge.context_safe_below} > {e.judge.context_unsafe_from})"
+        )
+    check_benchmarks(e.benchmarks, reserved=[*JUDGES.names(), e.judge.name, *e.extra_judges])
 
 
 def _check_align(a: AlignConfig) -> None:

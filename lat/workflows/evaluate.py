@@ -39,9 +39,10 @@ def format_metrics(metrics: dict) -> str:
     return format_comparison({"value": metrics})
 
 
-HEADLINE = re.compile(r"^[^/]+/[^/]+$|^safety/[^/]+/(rsr|jsr@\d+)$")
-"""Headline metric names: ``group/metric`` (``safety/rsr``, ``utility/gsm8k_acc`` ...) and an extra
-judge's rates (``safety/embedding/rsr``), not per-category or bookkeeping ones."""
+HEADLINE = re.compile(r"^[^/]+/[^/]+$|^(safety|overrefusal)/[^/]+/(rsr|jsr@\d+|rate)$")
+"""Headline metric names: ``group/metric`` (``safety/rsr``, ``overrefusal/rate``,
+``utility/gsm8k_acc`` ...) and an extra judge's or a benchmark's rates (``safety/embedding/rsr``,
+``overrefusal/xstest/rate``), not per-category or bookkeeping ones."""
 
 
 def format_comparison(columns: dict[str, dict]) -> str:
@@ -57,7 +58,7 @@ def format_comparison(columns: dict[str, dict]) -> str:
 
 def cache_key(cfg: Config, ev: Evaluator) -> list | None:
     """The key of an evaluation by ``ev`` (:func:`lat.config.identity.evaluation_key`)."""
-    items = [(i.prompt, i.category, i.response) for i in ev.items]
+    items = [(s.name, s.kind, [(i.prompt, i.category, i.response) for i in s.items]) for s in ev.sets]
     return evaluation_key(cfg, items, ev.utility_records.records if ev.utility_records is not None else None, ev.autocast, _evaluation_code_digest())
 
 

@@ -24,7 +24,7 @@ from lat.config.identity import changed_settings
 from lat.core.errors import UserError
 from lat.core.fileio import remove_created, write_text
 from lat.core.paths import folder_name, parent_folder
-from lat.reporting.tables import plot_kl, plot_safety_utility, results_table, write_tables
+from lat.reporting.tables import judge_caption, plot_kl, plot_safety_utility, results_table, write_tables
 from lat.runs.folder import finished, run_name
 from lat.workflows.check import check_config, check_methods
 from lat.workflows.evaluate import evaluate
@@ -113,7 +113,7 @@ def _run_stages(cfg: Config, root: Path) -> Path:
         runs[method.name] = root / method.name
         _stage(runs[method.name], f"fine-tune {method.name}", lambda m=method: train_method(method_config(seed, root, m.name, list(m.overrides))))
     rows = results_table(runs)
-    paths = write_tables(rows, root)
+    paths = write_tables(rows, root, caption=judge_caption(cfg.eval.judge.name, cfg.eval.extra_judges))
     plot_kl({k: v for k, v in runs.items() if k != "seed"}, root / "kl_per_position.png", max_position=cfg.train.divergence_positions)
     plot_safety_utility(rows, root / "safety_vs_utility.png")
     _say(f"all stages done in {time.perf_counter() - start:.0f} s this call")

@@ -8,9 +8,14 @@ the prefix followed by its continuation (a run's samples already hold it so: a `
 starts with its ``prefix`` is taken as it is), so a refusal after a harmful opening is safe and a
 harmful continuation of it is not.
 
+Over-refusal records (``metric`` = ``overrefusal``: benign prompts) are asked whether the response
+refuses, and get ``refused``, ``answered`` or ``unjudged`` (unjudged too from a judge that cannot
+tell refusals).
+
 Where records carry ``human_score`` (the paper's 1-5 rubric) or ``human_label``, it also reports
-each judge's agreement (:mod:`lat.evaluation.agreement`) per metric (``rsr``, ``jsr@k``,
-``overrefusal``, ...), at the paper's threshold and, with scores, the strict one.
+each judge's agreement (:mod:`lat.evaluation.agreement`) per metric (``rsr``, ``jsr@k``, ...), at
+the paper's threshold and, with scores, the strict one; over-refusal records with
+``human_refusal`` (``full``, ``partial``, ``none``) give the judge's refusal agreement.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from typing import Sequence
 from lat.config import Config
 from lat.core.errors import UserError
 from lat.data.records import read_records, write_records
-from lat.evaluation.agreement import THRESHOLDS, agreement, human_verdict
-from lat.evaluation.judges import JUDGES, build_judge
+from lat.evaluation.agreement import THRESHOLDS, agreement, human_refused, human_verdict, refusal_agreement
+from lat.evaluation.judges import JUDGES, UNJUDGED, build_judge, refusals
+from lat.evaluation.metric_names import ANSWERED, OVERREFUSAL, REFUSED
 
 ALL = "all"
 """The metric of records that name none."""
@@ -42,6 +48,9 @@ class Judged:
 
     records: list[dict]
     agreement: dict[str, dict[str, dict[str, dict]]]
+    refusal: dict[str, dict] = dataclasses.field(default_factory=dict)
+    """judge -> :func:`lat.evaluation.agreement.refusal_agreement` on the over-refusal records
+    with ``human_refusal`` (empty without them)."""
 
 
 def read_generations(paths: Sequence[str | Path]) -> list[dict]:
@@ -81,14 +90,28 @@ def judge_records(records: list[dict], cfg: Config, names: Sequence[str]) -> Jud
     names = list(dict.fromkeys(names or [cfg.eval.judge.name]))
     for name in names:
         JUDGES.check(name, "--judge")
-    prompts = [r["prompt"] for r in records]
-    texts = [judged_text(r) for r in records]
+    harmful = [i for i, r in enumerate(records) if r.get("metric") != OVERREFUSAL]
+    benign = [i for i, r in enumerate(records) if r.get("metric") == OVERREFUSAL]
     out = [dict(r) for r in records]
     for name in names:
-        verdicts = build_judge(dataclasses.replace(cfg.eval.judge, name=name)).judge(prompts, texts)
-        for row, v in zip(out, verdicts):
-            row[f"judge/{name}"] = v.label
-    return Judged(out, {name: judge_agreement(out, name) for name in names})
+        judge = build_judge(dataclasses.replace(cfg.eval.judge, name=name))
+        verdicts = judge.judge(
+            [records[i]["prompt"] for i in harmful], [judged_text(records[i]) for i in harmful], prefixes=[records[i].get("prefix") or "" for i in harmful]
+        )
+        for i, v in zip(harmful, verdicts):
+            out[i][f"judge/{name}"] = v.label
+        refused = refusals(judge, [records[i]["prompt"] for i in benign], [judged_text(records[i]) for i in benign]) if benign else []
+        for n, i in enumerate(benign):
+            verdict = refused[n] if refused is not None else None
+            out[i][f"judge/{name}"] = UNJUDGED if verdict is None else REFUSED if verdict else ANSWERED
+    return Judged(out, {name: judge_agreement(out, name) for name in names}, {name: judge_refusal_agreement(out, name) for name in names})
+
+
+def judge_refusal_agreement(records: list[dict], name: str) -> dict:
+    """Refusal agreement of judge ``name`` on the over-refusal records with ``human_refusal``
+    (empty without any)."""
+    rows = [(r, h) for r in records if r.get("metric") == OVERREFUSAL and (h := human_refused(r)) is not None]
+    return refusal_agreement([r[f"judge/{name}"] for r, _ in rows], [h for _, h in rows]) if rows else {}
 
 
 def judge_agreement(records: list[dict], name: str) -> dict[str, dict[str, dict]]:
@@ -96,7 +119,7 @@ def judge_agreement(records: list[dict], name: str) -> dict[str, dict[str, dict]
     (every metric and ``all``; thresholds without any human label left out)."""
     out: dict[str, dict[str, dict]] = {}
     for threshold, unsafe_from in THRESHOLDS.items():
-        labelled = [(r, h) for r in records if (h := human_verdict(r, unsafe_from)) is not None]
+        labelled = [(r, h) for r in records if r.get("metric") != OVERREFUSAL and (h := human_verdict(r, unsafe_from)) is not None]
         if not labelled:
             continue
         metrics = sorted({str(r.get("metric") or ALL) for r, _ in labelled})
@@ -120,10 +143,19 @@ def agreement_table(result: Judged) -> str:
             for metric, a in by_metric.items():
                 cells = [judge, threshold, metric, *(fmt(a[k]) for k in ("n", "unjudged", "accuracy", "false_safe", "false_unsafe", "kappa"))]
                 lines.append("| " + " | ".join(cells) + " |")
-    if not lines:
-        return ""
-    head = "| judge | threshold | metric | n | unjudged | accuracy | false-safe | false-unsafe | kappa |\n|---|---|---|---|---|---|---|---|---|\n"
-    return head + "\n".join(lines) + "\n"
+    text = ""
+    if lines:
+        head = "| judge | threshold | metric | n | unjudged | accuracy | false-safe | false-unsafe | kappa |\n|---|---|---|---|---|---|---|---|---|\n"
+        text = head + "\n".join(lines) + "\n"
+    refusal = [
+        "| " + " | ".join([judge, *(fmt(a[k]) for k in ("n", "unjudged", "accuracy", "false_refusal", "missed_refusal", "kappa"))]) + " |"
+        for judge, a in result.refusal.items()
+        if a
+    ]
+    if refusal:
+        head = "| judge | over-refusal n | unjudged | accuracy | false refusal | missed refusal | kappa |\n|---|---|---|---|---|---|---|\n"
+        text += ("\n" if text else "") + head + "\n".join(refusal) + "\n"
+    return text
 
 
 def judge_files(paths: Sequence[str | Path], out: str | Path, cfg: Config, names: Sequence[str]) -> Judged:

@@ -1,10 +1,14 @@
 """Safety judges: did the model refuse (safe) or comply (unsafe)?
 
-Four judges, built by short name from a :class:`~lat.config.JudgeConfig`:
+Five judges, built by short name from a :class:`~lat.config.JudgeConfig`:
 
 ========== ===================================================== ================
 name       how                                                   ``score``
 ========== ===================================================== ================
+context    the default: the continuation after a prefilled        P(unsafe)
+           opening, all-MiniLM-L6-v2 + refusal / degeneracy
+           features, head fitted on hand-scored generations of
+           lat's models, abstains between two thresholds
 keyword    the paper's refusal-phrase list (fast, known blind     None
            spots; see ``keyword.REFUSAL_PHRASES``)
 embedding  all-MiniLM-L6-v2 + logistic head fitted on shipped     P(refusal)
@@ -26,9 +30,9 @@ from collections.abc import Callable
 
 from lat.config import JudgeConfig
 from lat.core.registry import Registry
-from lat.evaluation.judges.base import EMPTY, LABELS, SAFE, UNJUDGED, UNSAFE, Judge, Judgment, rate
+from lat.evaluation.judges.base import EMPTY, LABELS, SAFE, UNJUDGED, UNSAFE, Judge, Judgment, rate, refusals
 
-__all__ = ["EMPTY", "JUDGES", "LABELS", "SAFE", "UNJUDGED", "UNSAFE", "Judge", "Judgment", "build_judge", "rate"]
+__all__ = ["EMPTY", "JUDGES", "LABELS", "SAFE", "UNJUDGED", "UNSAFE", "Judge", "Judgment", "build_judge", "rate", "refusals"]
 
 
 def _lazy(module: str, cls: str) -> Callable[[JudgeConfig], Judge]:
@@ -44,7 +48,13 @@ def _lazy(module: str, cls: str) -> Callable[[JudgeConfig], Judge]:
 
 JUDGES: Registry[Callable[[JudgeConfig], Judge]] = Registry("judge", setting="eval.judge.name")
 """Judge factories by short name (``eval.judge.name``, ``eval.extra_judges``)."""
-for _name, _cls in (("keyword", "KeywordJudge"), ("embedding", "EmbeddingJudge"), ("llm", "LLMJudge"), ("classifier", "ClassifierJudge")):
+for _name, _cls in (
+    ("context", "ContextJudge"),
+    ("keyword", "KeywordJudge"),
+    ("embedding", "EmbeddingJudge"),
+    ("llm", "LLMJudge"),
+    ("classifier", "ClassifierJudge"),
+):
     JUDGES.add(_name, _lazy(_name, _cls))
 
 

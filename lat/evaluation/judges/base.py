@@ -41,11 +41,20 @@ class Judgment:
 
 @runtime_checkable
 class Judge(Protocol):
-    """A safety judge: one :class:`Judgment` per (prompt, response) pair, in order."""
+    """A safety judge: one :class:`Judgment` per (prompt, response) pair, in order.
+
+    ``prefixes`` (one per pair, or None) are the prefilled openings that each response begins
+    with (JSR@k); a judge may read the continuation in their context (a refusal after a
+    harmful opening is safe) or ignore them.
+
+    A judge that can also tell whether a response to a *benign* prompt refuses has a method
+    ``refused(prompts, responses) -> list[bool | None]`` (None: cannot tell); over-refusal is
+    measured with the judges that have it (:func:`refusals`).
+    """
 
     name: str
 
-    def judge(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Judgment]: ...
+    def judge(self, prompts: Sequence[str], responses: Sequence[str], prefixes: Sequence[str] | None = None) -> list[Judgment]: ...
 
 
 EMPTY = Judgment(UNSAFE, None, "empty")
@@ -85,6 +94,23 @@ def judge_nonempty(responses: Sequence[str], judge_some: Callable[[list[int]], l
     verdicts = judge_some(keep) if keep else []
     if len(verdicts) != len(keep):
         raise RuntimeError(f"judge returned {len(verdicts)} judgments for {len(keep)} responses")
+    for index, verdict in zip(keep, verdicts):
+        out[index] = verdict
+    return out
+
+
+def refusals(judge: Judge, prompts: Sequence[str], responses: Sequence[str]) -> list[bool | None] | None:
+    """Whether each response refuses, by ``judge``'s ``refused`` method; None when the judge has
+    none. Empty responses are None (they neither refuse nor answer) and are not shown to it."""
+    refused = getattr(judge, "refused", None)
+    if refused is None:
+        return None
+    check_pairs(prompts, responses)
+    keep = [i for i, response in enumerate(responses) if response.strip()]
+    verdicts = list(refused([prompts[i] for i in keep], [responses[i] for i in keep])) if keep else []
+    if len(verdicts) != len(keep):
+        raise RuntimeError(f"judge returned {len(verdicts)} refusal verdicts for {len(keep)} responses")
+    out: list[bool | None] = [None] * len(responses)
     for index, verdict in zip(keep, verdicts):
         out[index] = verdict
     return out

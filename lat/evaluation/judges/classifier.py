@@ -164,7 +164,7 @@ class ClassifierJudge:
     def __repr__(self) -> str:
         return f"ClassifierJudge(path={str(self.path)!r}, kind={self.kind!r})"
 
-    def judge(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Judgment]:
+    def judge(self, prompts: Sequence[str], responses: Sequence[str], prefixes: Sequence[str] | None = None) -> list[Judgment]:
         """Judge in batches of ``batch_size``."""
         check_pairs(prompts, responses)
 

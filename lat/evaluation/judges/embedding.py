@@ -218,7 +218,11 @@ class EmbeddingJudge:
             return []
         return torch.sigmoid(embed(texts).double() @ self.w + self.b).tolist()
 
-    def judge(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Judgment]:
+    def refused(self, prompts: Sequence[str], responses: Sequence[str]) -> list[bool | None]:
+        """Refusal on a benign prompt: P(refusal) at or above the threshold."""
+        return [p >= self.threshold for p in self.p_refusal(list(responses))]
+
+    def judge(self, prompts: Sequence[str], responses: Sequence[str], prefixes: Sequence[str] | None = None) -> list[Judgment]:
         """Judge each response (prefix and continuation as given); the prompts are not used."""
         check_pairs(prompts, responses)
 
