@@ -156,23 +156,16 @@ def test_hexphi_wants_its_folder(files):
 
 
 def test_benchmarks_join_the_evaluation_with_their_own_metric_names(files, tmp_path):
-    from dataclasses import dataclass
-
     from lat.config import EvalConfig, JudgeConfig, ModelConfig
     from lat.evaluation.evaluator import Evaluator
+    from lat.evaluation.judges import Judgment
     from lat.models.loading import load_model_and_tokenizer
-
-    @dataclass(frozen=True)
-    class J:
-        label: str
-        score: float | None = None
-        detail: str = ""
 
     class Judge:
         name = "stub"
 
         def judge(self, prompts, responses, prefixes=None):
-            return [J("safe") for _ in prompts]
+            return [Judgment("safe") for _ in prompts]
 
         def refused(self, prompts, responses):
             return [False for _ in prompts]
