@@ -174,3 +174,12 @@ def test_results_table_counts_caption_and_plot_with_intervals(tmp_path):
     assert "/n" not in md.splitlines()[0] and "overrefusal/rate" in md.splitlines()[0]
     assert md.rstrip().endswith("`embedding/...` columns: the `embedding` judge on the same generations. Rates in %.")
     assert plot_safety_utility(rows, tmp_path / "su.png").stat().st_size > 0
+
+
+def test_counts_of_a_benchmark_rate_and_an_extra_judge_on_it():
+    from lat.reporting.tables import judged_count
+
+    metrics = {"safety/rsr/n": 9, "safety/hexphi/rsr/n": 4, "safety/hexphi/rsr/unjudged": 1, "safety/hexphi/embedding/rsr/unjudged": 2}
+    assert judged_count(metrics, "safety/hexphi/rsr") == 3
+    assert judged_count(metrics, "safety/hexphi/embedding/rsr") == 2
+    assert judged_count(metrics, "safety/embedding/rsr") == 9

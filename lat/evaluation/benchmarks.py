@@ -137,24 +137,28 @@ def evaluate_overrefusal(
 ) -> tuple[dict, list[dict]]:
     """Over-refusal on one benign prompt set: the share of responses each judge calls a refusal.
 
-    Only judges that detect refusals take part (:func:`lat.evaluation.judges.refusals`); the
-    first of them gives ``overrefusal[/<benchmark>]/rate`` and each row's ``label``
-    (``refused``, ``answered`` or ``unjudged``), the others ``overrefusal[/<benchmark>]/<judge>/rate``
-    and ``label_<judge>``. An empty response is unjudged (counted in ``/empty``): it neither
+    Only judges that detect refusals take part (:func:`lat.evaluation.judges.refusals`; nothing
+    is generated without one); the primary judge gives ``overrefusal[/<benchmark>]/rate`` (with
+    its per-category rates) and each row's ``label`` (``refused``, ``answered`` or
+    ``unjudged``), the others ``overrefusal[/<benchmark>]/<judge>/rate`` and ``label_<judge>``.
+    When the primary judge cannot tell refusals, its rows are ``unjudged`` (its rate None, its
+    ``/unjudged`` all of them), and the others' rates carry their names as usual. An empty response is unjudged (counted in ``/empty``): it neither
     refuses nor answers.
 
     Returns:
         (flat metrics, per-example sample records with ``metric`` = ``overrefusal``); both empty
         when no judge detects refusals.
     """
+    able = {name: judge for name, judge in judges.items() if hasattr(judge, "refused")}
+    if not able:
+        return {}, []
     prompts = [it.prompt for it in prompt_set.items]
     examples = [Example(p, "", cfg.system_prompt or None) for p in prompts]
     gens = generate(model, tokenizer, [prompt_ids(tokenizer, ex) for ex in examples], _settings(cfg, progress, autocast))
     responses = [g.text for g in gens]
-    verdicts = {name: found for name, judge in judges.items() if (found := refusals(judge, prompts, responses)) is not None}
-    if not verdicts:
-        return {}, []
-    first = next(iter(verdicts))
+    verdicts = {name: found for name, judge in able.items() if (found := refusals(judge, prompts, responses)) is not None}
+    primary = next(iter(judges))
+    mine = verdicts.get(primary, [None] * len(gens))
     rows = []
     for i, (it, g) in enumerate(zip(prompt_set.items, gens)):
         row = {
@@ -164,14 +168,13 @@ def evaluate_overrefusal(
             "category": it.category,
             "prefix": "",
             "response": g.text,
-            "label": _refusal_label(verdicts[first][i]),
+            "label": _refusal_label(mine[i]),
             "empty": not g.text.strip(),
             "cut_tokens": g.cut_tokens,
         }
-        row.update({f"label_{name}": _refusal_label(v[i]) for name, v in verdicts.items() if name != first})
+        row.update({f"label_{name}": _refusal_label(v[i]) for name, v in verdicts.items() if name != primary})
         rows.append(row)
-    metrics = _summary(OVERREFUSAL, prompt_set.name, "rate", rows, list(verdicts)[1:], REFUSED, ANSWERED)
-    return metrics, rows
+    return _summary(OVERREFUSAL, prompt_set.name, "rate", rows, [n for n in verdicts if n != primary], REFUSED, ANSWERED), rows
 
 
 def evaluate_utility(

@@ -17,10 +17,15 @@ def metric_key(group: str, benchmark: str, judge: str, metric: str) -> str:
     return "/".join(part for part in (group, benchmark, judge, metric) if part)
 
 
+def is_safety_metric(metric: object) -> bool:
+    """Whether a sample's ``metric`` is a safety one (``rsr``, ``jsr@k``) or over-refusal."""
+    return metric == OVERREFUSAL or metric == "rsr" or (isinstance(metric, str) and metric.startswith("jsr@"))
+
+
 def sample_key(sample: dict, judge: str = "") -> str | None:
     """The metric a safety or over-refusal sample counts towards, for ``judge`` (``""``: the
-    primary judge); None for other samples."""
-    if "label" not in sample or "metric" not in sample:
+    primary judge); None for other samples (utility)."""
+    if "label" not in sample or not is_safety_metric(sample.get("metric")):
         return None
     if sample["metric"] == OVERREFUSAL:
         return metric_key(OVERREFUSAL, str(sample.get("benchmark") or ""), judge, "rate")

@@ -17,6 +17,8 @@ category_field the category (per-category rates; absent = ``all``)
 response_field a harmful opening prefilled for JSR@k (absent = RSR only)
 filters        field -> allowed values (HarmBench's ``standard`` behaviours)
 categories     ``hexphi``: file number -> category name
+hf_fields      settings that differ for the ``hf:`` source (a hub mirror that renamed the
+               published columns), applied only when reading from the hub
 ============== ===========================================================================
 
 ``eval.benchmarks`` names a preset (its ``source``) or ``NAME:PATH`` (a local file or folder in
@@ -26,6 +28,7 @@ the published format). A file in another format fails with one line naming the m
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +66,7 @@ class Preset:
     harmful_values: list = field(default_factory=list)
     benign_values: list = field(default_factory=list)
     categories: dict = field(default_factory=dict)
+    hf_fields: dict = field(default_factory=dict)
 
     def columns(self) -> list[str]:
         """The fields every record of the published format has."""
@@ -95,6 +99,16 @@ def load_preset(name: str) -> Preset:
         raise UserError(f"{path}: kind: unknown kind {preset.kind!r}; {known_names(preset.kind, KINDS)}")
     if preset.kind == "split" and not preset.split_field:
         raise UserError(f"{path}: kind split needs split_field (and harmful_values / benign_values)")
+    for name, values in (
+        ("harmful_values", preset.harmful_values),
+        ("benign_values", preset.benign_values),
+        *((f"filters.{k}", v) for k, v in preset.filters.items()),
+    ):
+        if not isinstance(values, list):
+            raise UserError(f"{path}: {name}: expected a list of values, got {values!r}")
+    unknown = sorted(set(map(str, preset.hf_fields)) - (fields - {"hf_fields", "source"}))
+    if unknown:
+        raise UserError(f"{path}: hf_fields: unknown preset setting {unknown[0]!r}")
     return preset
 
 
@@ -108,9 +122,11 @@ def parse_spec(spec: str) -> tuple[Preset, str]:
     preset = load_preset(name.strip())
     if not path:
         if not preset.source:
-            raise UserError(f"eval.benchmarks: {name} has no default source; give NAME:PATH")
-        return preset, preset.source
-    if not path.startswith(HF_PREFIX) and not Path(resolve_path(path)).exists():
+            raise UserError(f"eval.benchmarks: {name} has no default source; give {name}:PATH (a local copy in the published format)")
+        return dataclasses.replace(preset, **preset.hf_fields), preset.source
+    if path.startswith(HF_PREFIX):
+        return dataclasses.replace(preset, **preset.hf_fields), path
+    if not Path(resolve_path(path)).exists():
         raise UserError(f"eval.benchmarks: {spec}: no such file or folder")
     return preset, path
 

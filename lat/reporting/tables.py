@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lat.core.fileio import atomic_write, write_json, write_text
+from lat.evaluation.judges import JUDGES
 from lat.reporting.stats import wilson_interval
 from lat.runs.read import final_divergence
 
@@ -55,7 +56,8 @@ def judged_count(metrics: dict, key: str) -> int | None:
     if key.startswith("utility/"):
         return metrics.get("utility/n")
     group, *middle, metric = key.split("/")
-    base = f"{group}/{metric}"
+    judges = set(JUDGES.names())
+    base = "/".join([group, *(m for m in middle if m not in judges), metric])  # the judge's prompts are its set's
     n = metrics.get(f"{key}/n", metrics.get(f"{base}/n"))
     if n is None:
         return None

@@ -87,7 +87,9 @@ class Run:
 
 REJUDGED = "rejudged.jsonl"
 """A run folder's re-judged samples (``lat judge RUN/samples.jsonl --out RUN/rejudged.jsonl``):
-their ``judge/<name>`` labels join the run's rates as ``safety/<name>/...``."""
+their ``judge/<name>`` labels join the run's rates as ``safety/<name>/...`` and
+``overrefusal/<name>/rate``; a judge the run already used is judged again under the same key, and
+its re-judged outcomes and rate replace the recorded ones."""
 
 
 def last_evaluation_rows(path: Path) -> list[dict]:
@@ -117,6 +119,16 @@ def last_evaluation_rows(path: Path) -> list[dict]:
 
 def _item(r: dict) -> str:
     return f"{r.get('prompt', '')}\x00{r.get('prefix', '')}"
+
+
+def rejudged_keys(path: Path) -> set[str]:
+    """The metrics that a run folder's ``rejudged.jsonl`` gives outcomes for."""
+    keys = set()
+    for r in last_evaluation_rows(path / REJUDGED):
+        for name, label in r.items():
+            if name.startswith("judge/") and (key := sample_key({**r, "label": label}, name[6:])) is not None:
+                keys.add(key)
+    return keys
 
 
 def prompt_outcomes(path: Path) -> dict[str, dict[str, float]]:
@@ -179,8 +191,9 @@ def load_run(path: Path) -> Run:
     first = next((c for c in kl.values() if c), {})
     metrics.update({f"kl/pos_{p:02d}": first[p] for p in KL_POSITIONS if p in first})
     outcomes = prompt_outcomes(path)
-    for key, per_prompt in outcomes.items():  # re-judged rates the run's own metrics lack
-        if key not in metrics and per_prompt:
+    rejudged = rejudged_keys(path)
+    for key, per_prompt in outcomes.items():  # re-judged rates, and rates the metrics lack
+        if (key in rejudged or key not in metrics) and per_prompt:
             metrics[key] = sum(per_prompt.values()) / len(per_prompt)
     return Run(path, config, metrics, "global_step" in raw, {k: v for k, v in kl.items() if v}, outcomes)
 

@@ -8,7 +8,8 @@ the prefix followed by its continuation (a run's samples already hold it so: a `
 starts with its ``prefix`` is taken as it is), so a refusal after a harmful opening is safe and a
 harmful continuation of it is not.
 
-Over-refusal records (``metric`` = ``overrefusal``: benign prompts) are asked whether the response
+Utility records of a run's samples (``metric`` = ``utility/...``) are copied unjudged. Over-refusal
+records (``metric`` = ``overrefusal``: benign prompts) are asked whether the response
 refuses, and get ``refused``, ``answered`` or ``unjudged`` (unjudged too from a judge that cannot
 tell refusals).
 
@@ -30,7 +31,7 @@ from lat.core.errors import UserError
 from lat.data.records import read_records, write_records
 from lat.evaluation.agreement import THRESHOLDS, agreement, human_refused, human_verdict, refusal_agreement
 from lat.evaluation.judges import JUDGES, UNJUDGED, build_judge, refusals
-from lat.evaluation.metric_names import ANSWERED, OVERREFUSAL, REFUSED
+from lat.evaluation.metric_names import ANSWERED, OVERREFUSAL, REFUSED, is_safety_metric
 
 ALL = "all"
 """The metric of records that name none."""
@@ -90,7 +91,8 @@ def judge_records(records: list[dict], cfg: Config, names: Sequence[str]) -> Jud
     names = list(dict.fromkeys(names or [cfg.eval.judge.name]))
     for name in names:
         JUDGES.check(name, "--judge")
-    harmful = [i for i, r in enumerate(records) if r.get("metric") != OVERREFUSAL]
+    # records without a metric are any jsonl of prompts and responses; utility rows are not judged
+    harmful = [i for i, r in enumerate(records) if r.get("metric") != OVERREFUSAL and (r.get("metric") is None or is_safety_metric(r.get("metric")))]
     benign = [i for i, r in enumerate(records) if r.get("metric") == OVERREFUSAL]
     out = [dict(r) for r in records]
     for name in names:
@@ -119,7 +121,7 @@ def judge_agreement(records: list[dict], name: str) -> dict[str, dict[str, dict]
     (every metric and ``all``; thresholds without any human label left out)."""
     out: dict[str, dict[str, dict]] = {}
     for threshold, unsafe_from in THRESHOLDS.items():
-        labelled = [(r, h) for r in records if r.get("metric") != OVERREFUSAL and (h := human_verdict(r, unsafe_from)) is not None]
+        labelled = [(r, h) for r in records if f"judge/{name}" in r and r.get("metric") != OVERREFUSAL and (h := human_verdict(r, unsafe_from)) is not None]
         if not labelled:
             continue
         metrics = sorted({str(r.get("metric") or ALL) for r, _ in labelled})

@@ -106,3 +106,17 @@ def test_lat_judge_asks_whether_benign_prompts_were_refused(tmp_path):
     from lat.workflows.judge import agreement_table
 
     assert "| keyword | 3 | 0 | 0.667 | 0.500 | 0.000 |" in agreement_table(result)
+
+
+def test_lat_judge_copies_utility_rows_unjudged(tmp_path):
+    rows = [
+        {"metric": "rsr", "prompt": "p", "response": "I cannot help with that."},
+        {"metric": "utility/gsm8k", "prompt": "1+1?", "response": "2", "correct": True},
+    ]
+    src = tmp_path / "samples.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = judge_files([src], tmp_path / "o.jsonl", load_config(["experiment=smoke"]), ["keyword"])
+    assert result.records[0]["judge/keyword"] == "safe" and "judge/keyword" not in result.records[1]
+    from lat.evaluation.metric_names import sample_key
+
+    assert sample_key({"metric": "utility/gsm8k", "label": "safe"}, "context") is None

@@ -204,3 +204,15 @@ def test_evaluator_measures_overrefusal_on_the_shipped_set_capped_per_category()
     assert len({it.category for it in benign[0].items}) == 9
     off = Evaluator(EvalConfig(max_samples=4, utility=False, overrefusal=False, judge=KEYWORD), autocast=None, default_task="gsm8k")
     assert [s.kind for s in off.sets] == ["harmful"]
+
+
+def test_a_primary_judge_without_a_refusal_view_leaves_its_over_refusal_unjudged(tiny):
+    from lat.evaluation.benchmarks import evaluate_overrefusal
+    from lat.evaluation.prompt_sets import BENIGN, PromptSet
+
+    model, tok = tiny
+    judges = {"scripted": ScriptedJudge(), "refusing": RefusalJudge()}
+    metrics, rows = evaluate_overrefusal(model, tok, PromptSet("", BENIGN, tuple(BENIGN_ITEMS)), judges, EvalConfig(max_new_tokens=4, batch_size=2))
+    assert metrics["overrefusal/rate"] is None and metrics["overrefusal/rate/unjudged"] == 4
+    assert metrics["overrefusal/refusing/rate"] == pytest.approx(1 / 3)
+    assert {r["label"] for r in rows} == {"unjudged"} and rows[0]["label_refusing"] == "refused"

@@ -188,3 +188,20 @@ def test_benchmarks_join_the_evaluation_with_their_own_metric_names(files, tmp_p
     assert metrics["overrefusal/xstest/rate"] == 0.0 and metrics["overrefusal/xstest/rate/n"] == 2
     assert metrics["overrefusal/rate/n"] == 2 and metrics["safety/rsr/n"] == 2  # the default sets stay
     assert {r.get("benchmark") for r in rows} == {None, "advbench", "xstest"}
+
+
+def test_hub_mirrors_read_with_their_own_column_names_and_scalar_lists_are_refused(tmp_path, monkeypatch):
+    from lat.evaluation.presets import parse_spec
+
+    preset, source = parse_spec("advbench")
+    assert source.startswith("hf:") and preset.prompt_field == "prompt" and preset.response_field == "target"
+    local, _ = parse_spec(f"advbench:{tmp_path}")
+    assert local.prompt_field == "goal"  # a local copy is the published file
+    with pytest.raises(UserError, match="hexphi has no default source"):
+        parse_spec("hexphi")
+    configs = tmp_path / "configs" / "benchmark"
+    configs.mkdir(parents=True)
+    (configs / "mine.yaml").write_text("source: hf:x\nfilters:\n  kind: standard\n")
+    monkeypatch.setenv("LAT_CONFIG_DIR", str(tmp_path / "configs"))
+    with pytest.raises(UserError, match=r"mine\.yaml: filters\.kind: expected a list of values, got 'standard'"):
+        load_preset("mine")
