@@ -355,6 +355,11 @@ TRAIN = {
     "train: unknown starting point": ({}, [*T, "train.start_from=nope"], r"train\.start_from: unknown starting point 'nope'"),
     "train: unknown task": ({}, [*T, "data.task=math"], r"data\.task: unknown task 'math'; known: gsm8k"),
     "train: unknown judge": ({}, [*T, "eval.judge.name=gpt5"], r"eval\.judge\.name: unknown judge 'gpt5'; known: context, keyword"),
+    "train: a benchmark preset given as a group": (
+        {},
+        [*T, "benchmark=advbench"],
+        r"unknown key 'benchmark'; benchmark presets are a list: eval\.benchmarks=\[NAME, \.\.\.\]",
+    ),
     "train: unknown benchmark": ({}, [*T, "eval.benchmarks=[advbnch]"], r"eval\.benchmarks: unknown benchmark 'advbnch'.*did you mean 'advbench'"),
     "train: benchmark file missing": ({}, [*T, "eval.benchmarks=[advbench:{tmp}/none.csv]"], r"eval\.benchmarks: advbench:.*none\.csv: no such file or folder"),
     "train: benchmark named twice": (

@@ -144,7 +144,8 @@ def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
         msg = getattr(e, "msg", None) or _first_line(e)
         msg = msg.strip().splitlines()[0]
         if "not in" in msg or "Key '" in msg and "not" in msg:
-            raise UserError(f"config ({source}): unknown key {key!r}") from None
+            hint = "; benchmark presets are a list: eval.benchmarks=[NAME, ...]" if key == "benchmark" else ""
+            raise UserError(f"config ({source}): unknown key {key!r}{hint}") from None
         raise UserError(f"config ({source}): {key + ': ' if key else ''}{msg}") from None
 
 
