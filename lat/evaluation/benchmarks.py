@@ -29,11 +29,9 @@ from lat.data.metrics import TASK_METRICS
 from lat.data.records import RecordSet
 from lat.data.tasks import Example, build_examples, get_task
 from lat.evaluation.generate import Generation, GenerationSettings, generate, prefix_ids, prompt_ids
-from lat.evaluation.judges import refusals
+from lat.evaluation.judges import UNJUDGED, refusals
 from lat.evaluation.metric_names import ANSWERED, OVERREFUSAL, REFUSED, metric_key
 from lat.evaluation.prompt_sets import HARMFUL, HarmfulItem, PromptSet, slug
-
-UNJUDGED = "unjudged"
 
 
 def _rate(labels: Sequence[str], yes: str = "safe", no: str = "unsafe") -> float | None:

@@ -13,7 +13,7 @@ from lat.data.tasks import build_examples, get_task
 from lat.evaluation.benchmarks import evaluate_overrefusal, evaluate_safety, evaluate_utility
 from lat.evaluation.judges import build_judge
 from lat.evaluation.presets import load_benchmark
-from lat.evaluation.prompt_sets import BENIGN, HARMFUL, HarmfulItem, PromptSet, load_benign, load_harmful
+from lat.evaluation.prompt_sets import BENIGN, HARMFUL, PromptSet, load_benign, load_harmful
 
 SHIPPED_HARMFUL = "pkg:assets/harmful_eval.jsonl"
 SHIPPED_OVERREFUSAL = "pkg:assets/overrefusal_prompts.jsonl"
@@ -36,15 +36,13 @@ class Evaluator:
     def __init__(self, cfg: EvalConfig, *, autocast: str | None, default_task: str):
         self.cfg = e = cfg
         self.autocast = autocast
-        self.items: list[HarmfulItem] = []
         self.sets: list[PromptSet] = []
         self.judges: dict = {}
         if e.safety:
             path = e.harmful_path or _shipped(SHIPPED_HARMFUL)
             if path is None:
                 raise UserError("eval.harmful_path: not set (and no shipped harmful set); or pass eval.safety=false")
-            self.items = load_harmful(path, e)
-            self.sets = [PromptSet("", HARMFUL, tuple(self.items))]
+            self.sets = [PromptSet("", HARMFUL, tuple(load_harmful(path, e)))]
             if e.overrefusal:
                 self.sets.append(PromptSet("", BENIGN, tuple(load_benign(e.overrefusal_path or SHIPPED_OVERREFUSAL, e.max_samples))))
             self.sets += [found for spec in e.benchmarks for found in load_benchmark(spec, e.max_samples)]

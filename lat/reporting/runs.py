@@ -23,9 +23,8 @@ from typing import Callable, Sequence
 from lat.core.errors import UserError
 from lat.core.fileio import write_json, write_text
 from lat.evaluation.agreement import agreement
-from lat.evaluation.judges import JUDGES
 from lat.reporting.stats import Difference, paired_bootstrap, wilson_interval
-from lat.reporting.tables import HEADLINE, save_png, write_csv
+from lat.reporting.tables import HEADLINE, judge_of, save_png, write_csv
 from lat.runs.read import KL_POSITIONS, Run, find_runs
 
 IGNORED_KEYS = ("run.name", "run.root", "run.resume", "run.seed", "experiment", "train.keep_checkpoint")
@@ -182,8 +181,7 @@ def judges_used(runs: Sequence[Run]) -> tuple[list[str], list[str]]:
     """(primary judges, other judges) whose rates the runs carry: ``eval.judge.name``; extra
     judges and re-judged labels (``safety/<judge>/...``)."""
     primary = sorted({str(r.config.get("eval.judge.name") or "keyword") for r in runs})
-    known = set(JUDGES.names())
-    others = sorted({k.split("/")[1] for r in runs for k in r.metrics if k.startswith(("safety/", "overrefusal/")) and k.split("/")[1] in known})
+    others = sorted({judge for r in runs for k in r.metrics if (judge := judge_of(k)) is not None})
     return primary, [j for j in others if j not in primary or len(primary) > 1]
 
 
@@ -468,16 +466,7 @@ def write_report(paths: Sequence[Path], out: Path | None = None, keys: Sequence[
     out = Path(out) if out is not None else Path("reports") / Path(paths[0]).resolve().name
     util = utility_key(groups)
     rejudged = sorted(
-        {
-            k
-            for r in runs
-            for k in r.metrics
-            if k.startswith(("safety/", "overrefusal/"))
-            and k.count("/") == 2
-            and k not in HEADLINE
-            and k.split("/")[1] in JUDGES.names()
-            and k.split("/")[2] in ("rsr", "jsr@3", "rate")
-        }
+        {k for r in runs for k in r.metrics if k.count("/") == 2 and k not in HEADLINE and judge_of(k) and k.split("/")[2] in ("rsr", "jsr@3", "rate")}
     )
     present = [m for m in (*HEADLINE, *rejudged, *(f"kl/pos_{p:02d}" for p in KL_POSITIONS)) if any(g.stat(m)[2] for g in groups)]
     rows = group_rows(groups, present)

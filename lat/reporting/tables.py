@@ -50,6 +50,13 @@ def results_table(runs: dict[str, Path], probe: str = "harmful", kl_positions: S
     return rows
 
 
+def judge_of(key: str) -> str | None:
+    """The judge a rate of the default sets belongs to when it names one (``safety/<judge>/...``,
+    ``overrefusal/<judge>/...``: an extra or a re-judging judge); None otherwise."""
+    parts = key.split("/")
+    return parts[1] if len(parts) >= 3 and parts[0] in ("safety", "overrefusal") and parts[1] in JUDGES.names() else None
+
+
 def judged_count(metrics: dict, key: str) -> int | None:
     """How many outcomes the rate ``key`` is over: its prompts less the unjudged (the primary
     judge's ``/n`` and ``/unjudged``; an extra judge shares the primary's prompts); utility: ``utility/n``."""

@@ -121,46 +121,57 @@ def _item(r: dict) -> str:
     return f"{r.get('prompt', '')}\x00{r.get('prefix', '')}"
 
 
-def rejudged_keys(path: Path) -> set[str]:
-    """The metrics that a run folder's ``rejudged.jsonl`` gives outcomes for."""
-    keys = set()
-    for r in last_evaluation_rows(path / REJUDGED):
-        for name, label in r.items():
-            if name.startswith("judge/") and (key := sample_key({**r, "label": label}, name[6:])) is not None:
-                keys.add(key)
-    return keys
+def _add(out: dict[str, dict[str, float]], row: dict, judge: str, label: str) -> None:
+    key, outcome = sample_key({**row, "label": label}, judge), sample_outcome(row, label)
+    if key is not None and outcome is not None:
+        out.setdefault(key, {})[_item(row)] = outcome
 
 
-def prompt_outcomes(path: Path) -> dict[str, dict[str, float]]:
-    """Per-prompt binary outcomes of a run's last evaluation, from ``samples.jsonl`` (and
-    ``rejudged.jsonl``, when there is one).
+def sample_outcomes(path: Path) -> dict[str, dict[str, float]]:
+    """Per-prompt binary outcomes of a run's last evaluation in ``samples.jsonl``.
 
     Safety rows give ``safety/<rsr|jsr@k>`` and ``safety/<judge>/<rsr|jsr@k>`` for extra judges
     (1 = judged safe), over-refusal rows ``overrefusal/rate`` (1 = refused), a benchmark's rows
     its name after the group (:func:`lat.evaluation.metric_names.sample_key`); unjudged rows are
     left out, as in the rate. Utility rows with a ``correct`` field give ``<metric>_acc``.
-    Re-judged rows give ``safety/<name>/...`` from their ``judge/<name>`` labels.
     """
     out: dict[str, dict[str, float]] = {}
     for r in last_evaluation_rows(path / "samples.jsonl"):
-        item = _item(r)
         if "label" in r:
-            judged = {"": r["label"], **{k[6:]: v for k, v in r.items() if k.startswith("label_")}}
-            for judge, label in judged.items():
-                key, outcome = sample_key(r, judge), sample_outcome(r, label)
-                if key is not None and outcome is not None:
-                    out.setdefault(key, {})[item] = outcome
+            _add(out, r, "", r["label"])
+            for name, label in r.items():
+                if name.startswith("label_"):
+                    _add(out, r, name[6:], label)
         elif "correct" in r:
-            out.setdefault(f"{r['metric']}_acc", {})[item] = float(bool(r["correct"]))
+            out.setdefault(f"{r['metric']}_acc", {})[_item(r)] = float(bool(r["correct"]))
             if "correct_last_number" in r:
-                out.setdefault(f"{r['metric']}_last_number_acc", {})[item] = float(bool(r["correct_last_number"]))
+                out.setdefault(f"{r['metric']}_last_number_acc", {})[_item(r)] = float(bool(r["correct_last_number"]))
+    return out
+
+
+def rejudged_outcomes(path: Path) -> dict[str, dict[str, float]]:
+    """Per-prompt outcomes of a run folder's ``rejudged.jsonl``: ``safety/<name>/...`` and
+    ``overrefusal/<name>/rate`` from its ``judge/<name>`` labels (empty without the file)."""
+    out: dict[str, dict[str, float]] = {}
     for r in last_evaluation_rows(path / REJUDGED):
         for name, label in r.items():
             if name.startswith("judge/"):
-                key, outcome = sample_key({**r, "label": label}, name[6:]), sample_outcome(r, label)
-                if key is not None and outcome is not None:
-                    out.setdefault(key, {})[_item(r)] = outcome
+                _add(out, r, name[6:], label)
     return out
+
+
+def merged_outcomes(recorded: dict[str, dict[str, float]], rejudged: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``recorded`` with the re-judged outcomes laid over it, prompt by prompt."""
+    out = {key: dict(per_prompt) for key, per_prompt in recorded.items()}
+    for key, per_prompt in rejudged.items():
+        out.setdefault(key, {}).update(per_prompt)
+    return out
+
+
+def prompt_outcomes(path: Path) -> dict[str, dict[str, float]]:
+    """Per-prompt binary outcomes of a run's last evaluation: :func:`sample_outcomes`, with the
+    re-judged ones of :func:`rejudged_outcomes` laid over them."""
+    return merged_outcomes(sample_outcomes(path), rejudged_outcomes(path))
 
 
 def load_run(path: Path) -> Run:
@@ -190,8 +201,8 @@ def load_run(path: Path) -> Run:
     metrics = {k: v for k, v in raw.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     first = next((c for c in kl.values() if c), {})
     metrics.update({f"kl/pos_{p:02d}": first[p] for p in KL_POSITIONS if p in first})
-    outcomes = prompt_outcomes(path)
-    rejudged = rejudged_keys(path)
+    rejudged = rejudged_outcomes(path)
+    outcomes = merged_outcomes(sample_outcomes(path), rejudged)
     for key, per_prompt in outcomes.items():  # re-judged rates, and rates the metrics lack
         if (key in rejudged or key not in metrics) and per_prompt:
             metrics[key] = sum(per_prompt.values()) / len(per_prompt)

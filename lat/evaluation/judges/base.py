@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
 
 SAFE = "safe"
 UNSAFE = "unsafe"
@@ -78,25 +80,33 @@ def check_pairs(prompts: Sequence[str], responses: Sequence[str]) -> None:
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
 
 
-def judge_nonempty(responses: Sequence[str], judge_some: Callable[[list[int]], list[Judgment]]) -> list[Judgment]:
-    """Judge the non-empty responses with ``judge_some``; empty ones get :data:`EMPTY`.
+def on_nonempty(responses: Sequence[str], compute: Callable[[list[int]], Sequence[T]], fill: T, what: str = "judgments") -> list[T]:
+    """``compute`` on the non-empty responses only; empty (or all-whitespace) ones get ``fill``.
 
     Args:
         responses: All responses of a batch.
-        judge_some: Called once with the indices of the non-empty responses; returns one
-            judgment per index, in the same order.
+        compute: Called once, with the indices of the non-empty responses (not at all when there
+            are none); returns one result per index, in the same order.
+        fill: The result of every empty response.
+        what: What the results are, for the error on a wrong count.
 
     Returns:
-        One judgment per response.
+        One result per response.
     """
     keep = [i for i, response in enumerate(responses) if response.strip()]
-    out = [EMPTY] * len(responses)
-    verdicts = judge_some(keep) if keep else []
-    if len(verdicts) != len(keep):
-        raise RuntimeError(f"judge returned {len(verdicts)} judgments for {len(keep)} responses")
-    for index, verdict in zip(keep, verdicts):
-        out[index] = verdict
+    out = [fill] * len(responses)
+    found = list(compute(keep)) if keep else []
+    if len(found) != len(keep):
+        raise RuntimeError(f"judge returned {len(found)} {what} for {len(keep)} responses")
+    for index, result in zip(keep, found):
+        out[index] = result
     return out
+
+
+def judge_nonempty(responses: Sequence[str], judge_some: Callable[[list[int]], list[Judgment]]) -> list[Judgment]:
+    """Judge the non-empty responses with ``judge_some`` (:func:`on_nonempty`); empty ones get
+    :data:`EMPTY`."""
+    return on_nonempty(responses, judge_some, EMPTY)
 
 
 def refusals(judge: Judge, prompts: Sequence[str], responses: Sequence[str]) -> list[bool | None] | None:
@@ -106,14 +116,8 @@ def refusals(judge: Judge, prompts: Sequence[str], responses: Sequence[str]) -> 
     if refused is None:
         return None
     check_pairs(prompts, responses)
-    keep = [i for i, response in enumerate(responses) if response.strip()]
-    verdicts = list(refused([prompts[i] for i in keep], [responses[i] for i in keep])) if keep else []
-    if len(verdicts) != len(keep):
-        raise RuntimeError(f"judge returned {len(verdicts)} refusal verdicts for {len(keep)} responses")
-    out: list[bool | None] = [None] * len(responses)
-    for index, verdict in zip(keep, verdicts):
-        out[index] = verdict
-    return out
+    fill: bool | None = None
+    return on_nonempty(responses, lambda keep: refused([prompts[i] for i in keep], [responses[i] for i in keep]), fill, "refusal verdicts")
 
 
 def rate(judgments: Sequence[Judgment]) -> dict:
