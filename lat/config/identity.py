@@ -88,6 +88,11 @@ def seed_identity(cfg: Config) -> dict:
     for name, unset in (("precision", "32-true"), ("dtype", cfg.model.dtype), ("attn_implementation", None)):
         if align[name] == unset:
             del align[name]
+    if not a.recovery_share:  # no safety-recovery augmentation: seeds cached before it keep their key
+        for name in ("recovery_share", "recovery_max_tokens", "harmful_max_new_tokens"):
+            del align[name]
+    if a.benign_repeat == 1:  # as before the setting existed
+        del align["benign_repeat"]
     out = {
         "recipe": SEED_RECIPE,
         "model": cfg.model.name_or_path,
@@ -123,6 +128,15 @@ def seed_key(cfg: Config) -> str:
 def benign_answers_key(cfg: Config, prompts: Sequence[str], autocast: str | None) -> list:
     """The base model's (and start adapter's) greedy answers to the seed SFT's benign prompts."""
     key = [cfg.model.name_or_path, cfg.model.dtype, cfg.align.seed, cfg.align.benign_max_new_tokens, list(prompts)] + ([autocast] if autocast else [])
+    if cfg.model.adapter_path:
+        key.append({"adapter": cfg.model.adapter_path})
+    return key
+
+
+def harmful_answers_key(cfg: Config, prompts: Sequence[str], autocast: str | None) -> list:
+    """The base model's (and start adapter's) greedy answers to the seed SFT's harmful requests
+    (the safety-recovery prefixes are cut from them)."""
+    key = ["harmful", cfg.model.name_or_path, cfg.model.dtype, cfg.align.harmful_max_new_tokens, list(prompts)] + ([autocast] if autocast else [])
     if cfg.model.adapter_path:
         key.append({"adapter": cfg.model.adapter_path})
     return key

@@ -362,6 +362,21 @@ class AlignConfig:
     """Use at most this many benign examples."""
     benign_max_new_tokens: int = 96
     """Tokens the base model generates per benign answer."""
+    benign_repeat: int = 1
+    """How many times each benign example (request -> the base's own answer) is in the SFT data:
+    more anchor data keeps the seed from refusing benign requests (Qi et al. mix far more anchor
+    than safety data)."""
+    recovery_share: float = 0.0
+    """Safety-recovery augmentation (Qi et al., ICLR 2025; ``align=deep``): the share of the
+    harmful examples whose assistant turn opens with the first k tokens of the base model's own
+    harmful answer (no loss) before the refusal (loss); 0 = none (``align=shallow``)."""
+    recovery_max_tokens: int = 100
+    """K: k is drawn per example, uniform in [1, min(K, tokens of the harmful answer)], seeded by
+    ``align.seed``."""
+    harmful_max_new_tokens: int = 32
+    """Tokens the base model generates per harmful answer, so k <= this too. The published K = 100
+    suits a 7B model's long answers; 32 tokens cover the prefills JSR is measured with (k <= 10)
+    three times over, at a third of the generation time."""
     system_prompts: List[str] = field(default_factory=lambda: ["", "You are a helpful assistant."])
     """System prompts cycled over the alignment examples ("" = the template's default)."""
     steps: int = 60
@@ -462,6 +477,9 @@ AT_LEAST_ONE = (
     "align.max_safety",
     "align.max_benign",
     "align.benign_max_new_tokens",
+    "align.benign_repeat",
+    "align.recovery_max_tokens",
+    "align.harmful_max_new_tokens",
 )
 """Settings that count something and must be >= 1 (when set: None means "all" or "off")."""
 AT_LEAST_ZERO = (
@@ -483,6 +501,7 @@ FRACTION = (
     "preview.dropout",
     "lora.dropout",
     "align.lora_dropout",
+    "align.recovery_share",
     "data.sdft_rouge_threshold",
     "eval.judge.embedding_threshold",
     "eval.judge.context_unsafe_from",

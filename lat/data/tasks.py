@@ -59,6 +59,9 @@ class Task:
         context_field: Optional field appended to the instruction after a blank line when non-empty.
         system_field: Optional per-record system prompt field (used when the config sets none;
             an empty string means no system turn).
+        prefill_field: Optional per-record field holding the start of the answer that is given,
+            not learned: its tokens carry no loss (the harmful opening of a safety-recovery
+            example). Needs ``preview.mode=vanilla``.
     """
 
     name: str
@@ -69,6 +72,7 @@ class Task:
     strip: bool = False
     context_field: Optional[str] = None
     system_field: Optional[str] = None
+    prefill_field: Optional[str] = None
 
     def user_turn(self, instruction: str, context: str = "") -> str:
         """The user message for one instruction (already previewed)."""
@@ -94,7 +98,7 @@ for _task in (
         user_template="Summarize this dialog:\n{input}",
         strip=True,
     ),
-    Task("instruction", "instruction", "output", None, context_field="input", system_field="system"),
+    Task("instruction", "instruction", "output", None, context_field="input", system_field="system", prefill_field="prefill"),
 ):
     TASKS.add(_task.name, _task)
 
@@ -162,11 +166,27 @@ def build_examples(
         if out.dropped is not None:
             meta["preview_dropped"] = out.dropped[i]
         text = task.answer_text(ans)
-        chars = 0
-        if out.masked_chars is not None:  # the head's length in the answer as the task formats it
-            chars = max(0, out.masked_chars[i] - (len(ans) - len(ans.lstrip()) if text != ans else 0))
+        head = prefill_chars(records, i, task, fout, answers[i], preview) or (out.masked_chars[i] if out.masked_chars is not None else 0)
+        chars = max(0, head - (len(ans) - len(ans.lstrip()) if text != ans else 0)) if head else 0  # the head's length in the answer as the task formats it
         examples.append(Example(task.user_turn(ins, ctx), text, system, meta, preview.mask_answer_tokens, chars))
     return examples
+
+
+def prefill_chars(records: RecordSet, i: int, task: Task, output_field: str, answer: str, preview: PreviewConfig) -> int:
+    """Length of record ``i``'s given answer opening (``task.prefill_field``; 0 without one).
+
+    Raises:
+        UserError: The field is not a string that starts the answer, or a preview would move it.
+    """
+    prefill = records.records[i].get(task.prefill_field) if task.prefill_field else None
+    if prefill is None or prefill == "":
+        return 0
+    at = f"{records.source}: {records.locations[i]}: field {task.prefill_field!r}"
+    if not isinstance(prefill, str) or not answer.startswith(prefill):
+        raise UserError(f"{at}: must be a string that starts field {output_field!r}")
+    if preview.mode != "vanilla":
+        raise UserError(f"{at}: an answer opening without loss needs preview.mode=vanilla, got {preview.mode}")
+    return len(prefill)
 
 
 def examples_from_config(

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from lat.config import Config
+from lat.config import Config, to_dict
 from lat.core.fileio import write_json
 from lat.models.loading import load_for_eval
 from lat.workflows.check import check_config
@@ -15,22 +15,24 @@ from lat.workflows.seed import build_seed
 
 
 def report_seed(cfg: Config) -> tuple[Path, dict]:
-    """Build the seed if needed; evaluate the base and the seed once (kept in ``<seed>/report.json``).
+    """Build the seed if needed; evaluate the base and the seed once per evaluation setting (kept
+    in ``<seed>/report.json`` with the ``eval`` section it was measured with).
 
     Returns:
         (seed folder, ``{"base": metrics, "seed": metrics}``).
     """
     folder = build_seed(check_config(cfg))
     report = folder / "report.json"
+    settings = to_dict(cfg)["eval"]
     if report.exists():
         cached = json.loads(report.read_text())
-        if set(cached) == {"base", "seed"}:
-            return folder, cached
+        if set(cached) == {"base", "seed", "eval"} and cached["eval"] == settings:
+            return folder, {k: cached[k] for k in ("base", "seed")}
     seed = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name_or_path=str(folder), adapter_path=None))
     evaluator = build_evaluator(seed)
     out = {}
     for name, model_cfg in (("base", cfg), ("seed", seed)):
         model, tok = load_for_eval(model_cfg.model, model_cfg.run.seed)
         out[name] = {**evaluator.safety(model, tok, progress=True)[0], **evaluator.utility(model, tok, progress=True)[0]}
-    write_json(report, out)
+    write_json(report, {**out, "eval": settings})
     return folder, out

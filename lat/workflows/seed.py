@@ -8,6 +8,15 @@ seed that refuses. The seed is the base after a short LoRA safety SFT, merged:
   once, greedy, cached), so alignment teaches refusing without moving benign behaviour,
 * system prompts cycled over the examples (``align.system_prompts``).
 
+``align=deep`` adds safety-recovery augmentation (Qi et al., ICLR 2025, "Safety Alignment Should
+Be Made More Than Just a Few Tokens Deep"): for a share of the harmful requests
+(``align.recovery_share``) the assistant turn opens with the first k tokens of the base model's own
+greedy answer to the request (k uniform in [1, min(K, its length)], ``align.recovery_max_tokens``,
+drawn with ``align.seed``), then the refusal; the opening carries no loss, the refusal does
+(:func:`recovery_choice`, :func:`recovery_openings`). The seed then refuses after a harmful
+opening too, so JSR starts high. Only the chosen requests are answered by the base (once, cached);
+one the base itself refuses has no harmful opening to recover from and stays plain.
+
 The SFT may keep the frozen base in bf16 (``align.dtype``, ``align.attn_implementation``: faster
 on a CPU with AMX); its fp32 adapters are then merged into the base loaded in ``model.dtype``.
 
@@ -19,17 +28,21 @@ missing or truncated folder is rebuilt with a message.
 from __future__ import annotations
 
 import dataclasses
+import random
+from collections.abc import Sequence
 from pathlib import Path
 
 from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
 from lat.config import Config, DataConfig, LoraConfig, ModelConfig, PreviewConfig, TrainConfig
-from lat.config.identity import benign_answers_key, seed_identity, seed_key, sft_dtype
+from lat.config.identity import benign_answers_key, harmful_answers_key, seed_identity, seed_key, sft_dtype
 from lat.core.cache import cache_root, cached_json, ensure_folder
+from lat.core.fileio import write_json
 from lat.core.precision import autocast_dtype
 from lat.data.records import read_records, write_records
 from lat.data.tasks import Example
 from lat.evaluation.generate import GenerationSettings, answer
+from lat.evaluation.judges.context import OPENING_CHARS, refusal_at
 from lat.models.loading import load_for_eval
 from lat.workflows.finetune import fine_tune
 
@@ -47,14 +60,16 @@ def seed_folder(cfg: Config) -> Path:
     return cache_root() / "seeds" / seed_key(cfg)
 
 
-def benign_answers(model, tok, prompts: list[str], cfg: Config) -> list[str]:
-    """The base model's own greedy answers to benign prompts (with its start adapter merged, if
-    any; cached by model, adapter and prompts)."""
+def base_answers(model, tok, prompts: list[str], cfg: Config, harmful: bool = False) -> list[str]:
+    """The base model's own greedy answers to the seed SFT's benign prompts, or (``harmful``) to
+    its harmful requests (with its start adapter merged, if any; cached by model, adapter, prompts
+    and length)."""
     a = cfg.align
     cast = autocast_dtype(a.answer_precision or a.precision, setting="align.answer_precision" if a.answer_precision else "align.precision")
-    key = benign_answers_key(cfg, prompts, cast)
-    settings = GenerationSettings(max_new_tokens=cfg.align.benign_max_new_tokens, batch_size=cfg.eval.batch_size, progress=True, autocast=cast)
-    return cached_json("benign_answers", key, lambda: answer(model, tok, [Example(p, "") for p in prompts], settings))
+    key = (harmful_answers_key if harmful else benign_answers_key)(cfg, prompts, cast)
+    tokens = a.harmful_max_new_tokens if harmful else a.benign_max_new_tokens
+    settings = GenerationSettings(max_new_tokens=tokens, batch_size=cfg.eval.batch_size, progress=True, autocast=cast)
+    return cached_json("harmful_answers" if harmful else "benign_answers", key, lambda: answer(model, tok, [Example(p, "") for p in prompts], settings))
 
 
 def alignment_inputs(cfg: Config) -> tuple[list[tuple[str, str]], list[str]]:
@@ -65,13 +80,86 @@ def alignment_inputs(cfg: Config) -> tuple[list[tuple[str, str]], list[str]]:
     return list(zip(safety.texts("prompt"), safety.texts("refusal"))), benign.texts("prompt")
 
 
+def base_refuses(text: str) -> bool:
+    """The base model's answer opens with a refusal (nothing harmful to recover from)."""
+    at = refusal_at(text)
+    return at is not None and at < OPENING_CHARS
+
+
+def recovery_choice(n: int, share: float, seed: int) -> list[int]:
+    """The ``round(share * n)`` of n safety examples (indices, ascending) drawn with
+    ``random.Random(seed)`` to open with a harmful answer; only these need one generated."""
+    return sorted(random.Random(seed).sample(range(n), round(share * n)))
+
+
+def recovery_openings(tok, answers: Sequence[str], max_tokens: int, seed: int) -> list[str | None]:
+    """The harmful opening cut from each base answer (None where there is nothing to recover
+    from: an empty answer or a refusal, :func:`base_refuses`).
+
+    Each opening is the answer's first k tokens, decoded, with k uniform in
+    [1, min(max_tokens, its tokens)], drawn in order with ``random.Random(seed + 1)`` (not the
+    stream :func:`recovery_choice` drew from).
+
+    Args:
+        tok: The base model's tokenizer.
+        answers: The base model's answers to the chosen harmful requests.
+        max_tokens: K, the most tokens an opening takes.
+        seed: Seed of the draws (``align.seed``).
+    """
+    rng = random.Random(seed + 1)
+    out: list[str | None] = []
+    for text in answers:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        if not ids or not text.strip() or base_refuses(text):
+            out.append(None)
+            continue
+        out.append(tok.decode(ids[: rng.randint(1, min(max_tokens, len(ids)))]))
+    return out
+
+
+def recovered(opening: str, refusal: str) -> str:
+    """The assistant turn of a recovery example: the harmful opening, then the refusal (after a
+    space unless the opening ends in whitespace)."""
+    return opening + ("" if opening[-1:].isspace() else " ") + refusal
+
+
 def alignment_records(cfg: Config, model, tok, inputs: tuple[list[tuple[str, str]], list[str]] | None = None) -> list[dict]:
-    """Safety (prompt -> refusal) and benign (prompt -> base answer) records with system prompts
-    (``inputs``: what :func:`alignment_inputs` read, else read now)."""
+    """Safety (prompt -> refusal, or prompt -> harmful opening + refusal with the opening in
+    ``prefill``, which carries no loss) and benign (prompt -> base answer) records with system
+    prompts (``inputs``: what :func:`alignment_inputs` read, else read now)."""
+    a = cfg.align
     pairs, prompts = inputs or alignment_inputs(cfg)
-    pairs = list(pairs) + [(p, r) for p, r in zip(prompts, benign_answers(model, tok, prompts, cfg)) if r.strip()]
-    systems = list(cfg.align.system_prompts) or [""]
-    return [{"instruction": p, "output": o, "system": systems[i % len(systems)]} for i, (p, o) in enumerate(pairs)]
+    openings: list[str | None] = [None] * len(pairs)
+    if a.recovery_share:
+        chosen = recovery_choice(len(pairs), a.recovery_share, a.seed)
+        harmful = base_answers(model, tok, [pairs[i][0] for i in chosen], cfg, harmful=True)
+        for i, opening in zip(chosen, recovery_openings(tok, harmful, a.recovery_max_tokens, a.seed)):
+            openings[i] = opening
+    rows = [(p, r if o is None else recovered(o, r), o) for (p, r), o in zip(pairs, openings)]
+    rows += [(p, r, None) for p, r in zip(prompts, base_answers(model, tok, prompts, cfg)) if r.strip()] * a.benign_repeat
+    systems = list(a.system_prompts) or [""]
+    return [
+        {"instruction": p, "output": o, "system": systems[i % len(systems)]} | ({"prefill": opening} if opening is not None else {})
+        for i, (p, o, opening) in enumerate(rows)
+    ]
+
+
+def alignment_stats(records: Sequence[dict], n_safety: int, chosen: int) -> dict:
+    """How many safety, recovery and benign examples the SFT trains on (kept beside the seed).
+
+    Args:
+        records: What :func:`alignment_records` returned.
+        n_safety: How many of them (the first) are safety examples.
+        chosen: How many safety examples were drawn to open with a harmful answer.
+    """
+    recovery = sum("prefill" in r for r in records[:n_safety])
+    return {
+        "safety": n_safety,
+        "recovery": recovery,
+        "chosen_but_base_refused": chosen - recovery,
+        "plain_refusals": n_safety - recovery,
+        "benign": len(records) - n_safety,
+    }
 
 
 def sft_config(cfg: Config, data_path: Path, root: Path) -> Config:
@@ -130,7 +218,10 @@ def build_seed(cfg: Config) -> Path:
     def build(tmp: Path) -> None:
         base, tok = load_for_eval(cfg.model, cfg.align.seed)
         data_path = tmp / "alignment_data.jsonl"
-        write_records(data_path, alignment_records(cfg, base, tok, inputs))
+        records = alignment_records(cfg, base, tok, inputs)
+        write_records(data_path, records)
+        chosen = len(recovery_choice(len(inputs[0]), cfg.align.recovery_share, cfg.align.seed))
+        write_json(tmp / "alignment_stats.json", alignment_stats(records, len(inputs[0]), chosen))
         del base
         result = fine_tune(sft_config(cfg, data_path, tmp))
         merged = merge_into_base(result.module.model, cfg)
