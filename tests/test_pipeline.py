@@ -86,13 +86,13 @@ def test_lat_align_reports_base_and_seed(tmp_path, cache, capsys):
     assert "\n| metric | base | seed |\n" in out and "| safety/rsr |" in out and "| utility/gsm8k_acc |" in out
     path = seed_folder(load_config(["experiment=smoke"])) / "report.json"
     report = json.loads(path.read_text())
-    assert set(report) == {"base", "seed", "eval"} and "safety/jsr@3" in report["seed"]
+    assert set(report) == {"base", "seed", "settings"} and "safety/jsr@3" in report["seed"]
     stamp = path.stat().st_mtime_ns
     assert main(["align", "experiment=smoke"]) == 0  # second call: read from the report, no re-evaluation
     assert path.stat().st_mtime_ns == stamp
     assert main(["align", "experiment=smoke", "eval.jsr_k=[2]"]) == 0  # other evaluation settings: measured again
     report = json.loads(path.read_text())
-    assert report["eval"]["jsr_k"] == [2] and "safety/jsr@2" in report["seed"]
+    assert report["settings"]["eval"]["jsr_k"] == [2] and "safety/jsr@2" in report["seed"]
 
 
 def test_every_method_of_experiment_full_runs_on_the_tiny_model_and_reports(tmp_path, cache):

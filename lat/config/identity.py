@@ -8,6 +8,8 @@ Keys (``$LAT_CACHE/<kind>/...``):
 
 * ``seeds/``: :func:`seed_identity` (the aligned seed's folder, :func:`seed_key`);
 * ``benign_answers/``: :func:`benign_answers_key` (the base's answers the seed SFT trains on);
+* ``harmful_answers/``: :func:`harmful_answers_key` (the base's answers the deep seed's recovery
+  openings are cut from);
 * ``probe_answers/``: :func:`probe_answers_key` (the starting model's answers to probe prompts);
 * ``answer_losses/``: :func:`answer_losses_key` (its per-token losses, for adaptive previews);
 * ``evaluations/``: :func:`evaluation_key` (a whole evaluation of a folder lat built);
@@ -136,10 +138,19 @@ def benign_answers_key(cfg: Config, prompts: Sequence[str], autocast: str | None
 def harmful_answers_key(cfg: Config, prompts: Sequence[str], autocast: str | None) -> list:
     """The base model's (and start adapter's) greedy answers to the seed SFT's harmful requests
     (the safety-recovery prefixes are cut from them)."""
-    key = ["harmful", cfg.model.name_or_path, cfg.model.dtype, cfg.align.harmful_max_new_tokens, list(prompts)] + ([autocast] if autocast else [])
+    key = ["harmful", cfg.model.name_or_path, cfg.model.dtype, cfg.align.seed, cfg.align.harmful_max_new_tokens, list(prompts)] + (
+        [autocast] if autocast else []
+    )
     if cfg.model.adapter_path:
         key.append({"adapter": cfg.model.adapter_path})
     return key
+
+
+def seed_report_key(cfg: Config) -> dict:
+    """What ``lat align``'s report of the base and the seed depends on besides the seed: the
+    evaluation settings, the task, the run seed and the training precision and accelerator
+    (which set the autocast when ``eval.precision`` is unset)."""
+    return {"eval": to_dict(cfg)["eval"], "task": cfg.data.task, "seed": cfg.run.seed, "precision": cfg.train.precision, "accelerator": cfg.train.accelerator}
 
 
 def evaluation_key(cfg: Config, items: list, utility_records: list | None, autocast: str | None, code_digest: str) -> list | None:
@@ -202,8 +213,14 @@ def changed_settings(recorded: dict, cfg: Config, may_change: Sequence[str] = RE
         Dotted names, sorted.
     """
     old, new = flatten(recorded), flatten(yaml.safe_load(to_yaml(cfg)))
+    defaults = flatten(yaml.safe_load(to_yaml(Config())))
 
     def free(key: str) -> bool:
         return any(key == m or (m.endswith(".") and key.startswith(m)) for m in may_change)
 
-    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not free(k))
+    def same(key: str) -> bool:
+        if key not in old and key in defaults:  # a setting added since the run was recorded: unchanged at its default
+            return new.get(key) == defaults[key]
+        return old.get(key) == new.get(key)
+
+    return sorted(k for k in old.keys() | new.keys() if not same(k) and not free(k))

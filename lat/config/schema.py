@@ -372,7 +372,8 @@ class AlignConfig:
     harmful answer (no loss) before the refusal (loss); 0 = none (``align=shallow``)."""
     recovery_max_tokens: int = 100
     """K: k is drawn per example, uniform in [1, min(K, tokens of the harmful answer)], seeded by
-    ``align.seed``."""
+    ``align.seed``; the answers have at most ``align.harmful_max_new_tokens`` tokens, so that
+    caps k too."""
     harmful_max_new_tokens: int = 32
     """Tokens the base model generates per harmful answer, so k <= this too. The published K = 100
     suits a 7B model's long answers; 32 tokens cover the prefills JSR is measured with (k <= 10)
@@ -395,7 +396,7 @@ class AlignConfig:
     precision: str = "32-true"
     """Precision of the safety SFT (as ``train.precision``)."""
     answer_precision: Optional[str] = None
-    """Precision of the base model's benign answers (generation; ``auto``: bf16 autocast where the
+    """Precision of the base model's own answers (benign and harmful) (generation; ``auto``: bf16 autocast where the
     device multiplies bf16 natively); None = as ``align.precision``."""
     dtype: Optional[str] = None
     """Storage dtype of the frozen base weights during the safety SFT (``float32``, ``bfloat16``,

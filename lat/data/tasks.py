@@ -34,7 +34,8 @@ class Example:
         system: The system prompt, or None for no system turn.
         meta: Everything else worth keeping (record index, preview length, category, ...).
         no_loss_tokens: Leading answer tokens that carry no loss.
-        no_loss_chars: Leading answer characters whose tokens carry no loss (a masked preview).
+        no_loss_chars: Leading answer characters whose tokens carry no loss (a masked preview, or
+            a record's ``prefill``).
     """
 
     prompt: str

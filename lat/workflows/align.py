@@ -6,7 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from lat.config import Config, to_dict
+from lat.config import Config
+from lat.config.identity import seed_report_key
 from lat.core.fileio import write_json
 from lat.models.loading import load_for_eval
 from lat.workflows.check import check_config
@@ -15,18 +16,18 @@ from lat.workflows.seed import build_seed
 
 
 def report_seed(cfg: Config) -> tuple[Path, dict]:
-    """Build the seed if needed; evaluate the base and the seed once per evaluation setting (kept
-    in ``<seed>/report.json`` with the ``eval`` section it was measured with).
+    """Build the seed if needed; evaluate the base and the seed, kept in ``<seed>/report.json``
+    with what it was measured under (:func:`seed_report_key`) and measured again when that differs.
 
     Returns:
         (seed folder, ``{"base": metrics, "seed": metrics}``).
     """
     folder = build_seed(check_config(cfg))
     report = folder / "report.json"
-    settings = to_dict(cfg)["eval"]
+    settings = seed_report_key(cfg)
     if report.exists():
         cached = json.loads(report.read_text())
-        if set(cached) == {"base", "seed", "eval"} and cached["eval"] == settings:
+        if set(cached) == {"base", "seed", "settings"} and cached["settings"] == settings:
             return folder, {k: cached[k] for k in ("base", "seed")}
     seed = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name_or_path=str(folder), adapter_path=None))
     evaluator = build_evaluator(seed)
@@ -34,5 +35,5 @@ def report_seed(cfg: Config) -> tuple[Path, dict]:
     for name, model_cfg in (("base", cfg), ("seed", seed)):
         model, tok = load_for_eval(model_cfg.model, model_cfg.run.seed)
         out[name] = {**evaluator.safety(model, tok, progress=True)[0], **evaluator.utility(model, tok, progress=True)[0]}
-    write_json(report, {**out, "eval": settings})
+    write_json(report, {**out, "settings": settings})
     return folder, out

@@ -94,11 +94,12 @@ def recovery_choice(n: int, share: float, seed: int) -> list[int]:
 
 def recovery_openings(tok, answers: Sequence[str], max_tokens: int, seed: int) -> list[str | None]:
     """The harmful opening cut from each base answer (None where there is nothing to recover
-    from: an empty answer or a refusal, :func:`base_refuses`).
+    from: an empty answer or a refusal, :func:`base_refuses`; an opening with no visible text or
+    holding a refusal phrase itself).
 
-    Each opening is the answer's first k tokens, decoded, with k uniform in
-    [1, min(max_tokens, its tokens)], drawn in order with ``random.Random(seed + 1)`` (not the
-    stream :func:`recovery_choice` drew from).
+    Each opening is the first k tokens of the answer (leading whitespace dropped, which a chat
+    template may trim), decoded, with k uniform in [1, min(max_tokens, its tokens)], drawn in
+    order with ``random.Random(seed + 1)``.
 
     Args:
         tok: The base model's tokenizer.
@@ -109,11 +110,13 @@ def recovery_openings(tok, answers: Sequence[str], max_tokens: int, seed: int) -
     rng = random.Random(seed + 1)
     out: list[str | None] = []
     for text in answers:
+        text = text.lstrip()
         ids = tok(text, add_special_tokens=False)["input_ids"]
-        if not ids or not text.strip() or base_refuses(text):
+        if not ids or base_refuses(text):
             out.append(None)
             continue
-        out.append(tok.decode(ids[: rng.randint(1, min(max_tokens, len(ids)))]))
+        opening = tok.decode(ids[: rng.randint(1, min(max_tokens, len(ids)))])
+        out.append(opening if opening.strip() and refusal_at(opening) is None else None)
     return out
 
 
@@ -150,13 +153,14 @@ def alignment_stats(records: Sequence[dict], n_safety: int, chosen: int) -> dict
     Args:
         records: What :func:`alignment_records` returned.
         n_safety: How many of them (the first) are safety examples.
-        chosen: How many safety examples were drawn to open with a harmful answer.
+        chosen: How many safety examples were drawn to open with a harmful answer (those whose
+            base answer was empty or a refusal have none: ``chosen_without_opening``).
     """
     recovery = sum("prefill" in r for r in records[:n_safety])
     return {
         "safety": n_safety,
         "recovery": recovery,
-        "chosen_but_base_refused": chosen - recovery,
+        "chosen_without_opening": chosen - recovery,
         "plain_refusals": n_safety - recovery,
         "benign": len(records) - n_safety,
     }

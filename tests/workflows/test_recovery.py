@@ -126,7 +126,7 @@ def test_deep_alignment_records_mix_recovery_plain_and_benign_examples(monkeypat
     for r, (p, refusal) in zip(safety, pairs):
         assert r["instruction"] == p
         assert r["output"] == (recovered(r["prefill"], refusal) if "prefill" in r else refusal)
-    assert alignment_stats(records, 6, len(chosen)) == {"safety": 6, "recovery": 2, "chosen_but_base_refused": 1, "plain_refusals": 4, "benign": 1}
+    assert alignment_stats(records, 6, len(chosen)) == {"safety": 6, "recovery": 2, "chosen_without_opening": 1, "plain_refusals": 4, "benign": 1}
     shallow = alignment_records(load_config(["experiment=smoke"]), None, tiny_tok, (pairs, prompts))
     assert not any("prefill" in r for r in shallow) and [r["output"] for r in shallow[:6]] == [r for _, r in pairs]
 
@@ -159,3 +159,47 @@ def test_benign_anchors_are_repeated_and_only_a_repeat_other_than_one_enters_the
     assert [r["instruction"] for r in records] == ["harmful"] + ["benign one", "benign two"] * 3
     assert "benign_repeat" not in seed_identity(load_config(["experiment=smoke"]))["align"]
     assert seed_identity(cfg)["align"]["benign_repeat"] == 3
+
+
+def test_the_draws_are_pinned_so_a_change_in_them_cannot_pass_unseen(tiny_tok):
+    # Written down once from the code: a different draw would give different deep seeds under the same key.
+    assert recovery_choice(10, 0.5, seed=0) == [0, 2, 4, 6, 9]
+    openings = recovery_openings(tiny_tok, ["abcdefghij"] * 4, max_tokens=10, seed=0)
+    assert openings == ["abc", "abcdefghij", "ab", "abcde"]
+
+
+def test_k_is_uniform_over_1_to_K(tiny_tok):
+    import collections
+
+    counts = collections.Counter(len(o) for o in recovery_openings(tiny_tok, ["abcdefgh"] * 4000, max_tokens=4, seed=0))  # 1 byte = 1 token
+    assert set(counts) == {1, 2, 3, 4} and all(900 <= n <= 1100 for n in counts.values())
+
+
+def test_leading_whitespace_is_dropped_and_openings_without_text_or_with_a_refusal_are_none(tiny_tok):
+    assert recovery_openings(tiny_tok, ["\n\nSure"], max_tokens=1, seed=0) == ["S"]
+    assert recovery_openings(tiny_tok, ["Sure thing. I can't help with that."] * 50, max_tokens=100, seed=0).count(None) > 0
+    assert all(o is None or "can't" not in o for o in recovery_openings(tiny_tok, ["Sure thing. I can't help with that."] * 50, 100, 0))
+
+
+def test_a_token_across_the_end_of_the_opening_carries_loss(smol_tok):
+    # The opening ends in a space that SmolLM2's tokenizer merges into the refusal's first word
+    # (" I"): that token holds refusal text, so it is learned, and only "Sure" is silent.
+    rows = [{"instruction": "q", "output": recovered("Sure ", "I won't."), "prefill": "Sure "}]
+    (enc,), _ = encode(smol_tok, build_examples(RecordSet("mem", rows, ["record 1"]), get_task("instruction"), PreviewConfig()))
+    silent = [t for t, label in zip(enc.input_ids[enc.answer_start :], enc.labels[enc.answer_start :]) if label == IGNORE_INDEX]
+    assert smol_tok.decode(silent) == "Sure"
+    assert smol_tok.decode([t for t in enc.labels if t != IGNORE_INDEX]).startswith(" I won't.")
+
+
+def test_a_run_recorded_before_the_recovery_settings_existed_can_be_continued():
+    import yaml
+
+    from lat.config import to_yaml
+    from lat.config.identity import changed_settings
+
+    cfg = load_config(["experiment=smoke"])
+    recorded = yaml.safe_load(to_yaml(cfg))
+    for name in ("recovery_share", "recovery_max_tokens", "harmful_max_new_tokens", "benign_repeat"):
+        del recorded["align"][name]
+    assert changed_settings(recorded, cfg) == []  # absent from the record, at their defaults now: unchanged
+    assert "align.recovery_share" in changed_settings(recorded, load_config(["experiment=smoke", "align=deep"]))
