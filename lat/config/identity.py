@@ -127,23 +127,22 @@ def seed_key(cfg: Config) -> str:
     return f"{Path(cfg.model.name_or_path).name}-{digest}"
 
 
-def benign_answers_key(cfg: Config, prompts: Sequence[str], autocast: str | None) -> list:
-    """The base model's (and start adapter's) greedy answers to the seed SFT's benign prompts."""
-    key = [cfg.model.name_or_path, cfg.model.dtype, cfg.align.seed, cfg.align.benign_max_new_tokens, list(prompts)] + ([autocast] if autocast else [])
+def _base_answers_key(cfg: Config, max_new_tokens: int, prompts: Sequence[str], autocast: str | None) -> list:
+    key = [cfg.model.name_or_path, cfg.model.dtype, cfg.align.seed, max_new_tokens, list(prompts)] + ([autocast] if autocast else [])
     if cfg.model.adapter_path:
         key.append({"adapter": cfg.model.adapter_path})
     return key
+
+
+def benign_answers_key(cfg: Config, prompts: Sequence[str], autocast: str | None) -> list:
+    """The base model's (and start adapter's) greedy answers to the seed SFT's benign prompts."""
+    return _base_answers_key(cfg, cfg.align.benign_max_new_tokens, prompts, autocast)
 
 
 def harmful_answers_key(cfg: Config, prompts: Sequence[str], autocast: str | None) -> list:
     """The base model's (and start adapter's) greedy answers to the seed SFT's harmful requests
     (the safety-recovery prefixes are cut from them)."""
-    key = ["harmful", cfg.model.name_or_path, cfg.model.dtype, cfg.align.seed, cfg.align.harmful_max_new_tokens, list(prompts)] + (
-        [autocast] if autocast else []
-    )
-    if cfg.model.adapter_path:
-        key.append({"adapter": cfg.model.adapter_path})
-    return key
+    return ["harmful", *_base_answers_key(cfg, cfg.align.harmful_max_new_tokens, prompts, autocast)]
 
 
 def seed_report_key(cfg: Config) -> dict:

@@ -42,7 +42,7 @@ from lat.core.precision import autocast_dtype
 from lat.data.records import read_records, write_records
 from lat.data.tasks import Example
 from lat.evaluation.generate import GenerationSettings, answer
-from lat.evaluation.judges.context import OPENING_CHARS, refusal_at
+from lat.evaluation.judges.context import refusal_at, refusal_opens
 from lat.models.loading import load_for_eval
 from lat.workflows.finetune import fine_tune
 
@@ -80,12 +80,6 @@ def alignment_inputs(cfg: Config) -> tuple[list[tuple[str, str]], list[str]]:
     return list(zip(safety.texts("prompt"), safety.texts("refusal"))), benign.texts("prompt")
 
 
-def base_refuses(text: str) -> bool:
-    """The base model's answer opens with a refusal (nothing harmful to recover from)."""
-    at = refusal_at(text)
-    return at is not None and at < OPENING_CHARS
-
-
 def recovery_choice(n: int, share: float, seed: int) -> list[int]:
     """The ``round(share * n)`` of n safety examples (indices, ascending) drawn with
     ``random.Random(seed)`` to open with a harmful answer; only these need one generated."""
@@ -94,7 +88,7 @@ def recovery_choice(n: int, share: float, seed: int) -> list[int]:
 
 def recovery_openings(tok, answers: Sequence[str], max_tokens: int, seed: int) -> list[str | None]:
     """The harmful opening cut from each base answer (None where there is nothing to recover
-    from: an empty answer or a refusal, :func:`base_refuses`; an opening with no visible text or
+    from: an empty answer or one a refusal opens, :func:`~lat.evaluation.judges.context.refusal_opens`; an opening with no visible text or
     holding a refusal phrase itself).
 
     Each opening is the first k tokens of the answer (leading whitespace dropped, which a chat
@@ -112,7 +106,7 @@ def recovery_openings(tok, answers: Sequence[str], max_tokens: int, seed: int) -
     for text in answers:
         text = text.lstrip()
         ids = tok(text, add_special_tokens=False)["input_ids"]
-        if not ids or base_refuses(text):
+        if not ids or refusal_opens(text):
             out.append(None)
             continue
         opening = tok.decode(ids[: rng.randint(1, min(max_tokens, len(ids)))])

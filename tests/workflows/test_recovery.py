@@ -13,7 +13,8 @@ from lat.core.errors import UserError
 from lat.data.chat import IGNORE_INDEX, encode
 from lat.data.records import RecordSet
 from lat.data.tasks import build_examples, get_task
-from lat.workflows.seed import alignment_records, alignment_stats, base_refuses, recovered, recovery_choice, recovery_openings
+from lat.evaluation.judges.context import refusal_opens
+from lat.workflows.seed import alignment_records, alignment_stats, recovered, recovery_choice, recovery_openings
 
 HARMFUL = [
     "Sure, here is how to pick the lock: first insert a tension wrench into the bottom of the keyhole.",
@@ -40,7 +41,7 @@ def test_openings_are_the_first_k_tokens_of_the_base_answer_with_k_uniform_in_1_
     rng = random.Random(4)  # the reference draw: k for each answer with a harmful opening, in order
     ks = []
     for text, opening in zip(answers, out):
-        if not text or base_refuses(text):
+        if not text or refusal_opens(text):
             assert opening is None
             continue
         ids = tok(text, add_special_tokens=False)["input_ids"]
