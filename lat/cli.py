@@ -7,6 +7,7 @@ Subcommands are registered in :data:`COMMANDS` (name -> (configure parser, handl
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -16,6 +17,7 @@ from typing import Callable, Sequence
 from lat.core.errors import RunStopped, UserError
 from lat.core.paths import check_local_folder, parent_folder
 from lat.core.quiet import quiet_libraries
+from lat.core.ranks import is_primary
 
 
 class _Parser(argparse.ArgumentParser):
@@ -126,13 +128,18 @@ def _config(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- lat train
+AGENT_OVERRIDES = "LAT_AGENT_OVERRIDES"
+"""Where rank 0 leaves a W&B agent's overrides for the DDP ranks it starts."""
+
+
 def _train(args: argparse.Namespace) -> int:
     from lat.workflows.check import resolve
     from lat.workflows.train import train
 
     cfg = resolve(args.overrides + agent_overrides() + (["run.resume=true"] if args.resume else []))
     result = train(cfg)
-    print(result.run_dir)
+    if is_primary():
+        print(result.run_dir)
     return 0
 
 
@@ -144,12 +151,16 @@ def agent_overrides() -> list[str]:
     """
     if not os.environ.get("WANDB_SWEEP_ID"):
         return []
+    if not is_primary():  # a DDP rank Lightning started: rank 0's run, never a W&B run of its own
+        return json.loads(os.environ.get(AGENT_OVERRIDES, "[]"))
     import wandb
 
     from lat.config.sweep import agent_overrides as from_config
 
     run = wandb.run or wandb.init()
-    return [*from_config(dict(run.config)), "logging.wandb_mode=online"]
+    found = [*from_config(dict(run.config)), "logging.wandb_mode=online"]
+    os.environ[AGENT_OVERRIDES] = json.dumps(found)  # for the ranks Lightning starts from this process
+    return found
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -331,6 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lat: {e}", file=sys.stderr)
         return 2
     except RunStopped as e:
+        if e.code >= 128 and not is_primary():
+            return 0  # a signal's stop: rank 0 says it and where the checkpoint is (an error exit here would have Lightning kill rank 0 first)
         print(f"lat: {e}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:

@@ -380,8 +380,8 @@ TRAIN = {
     "train: unknown accelerator": ({}, [*T, "train.accelerator=tpux"], r"train\.accelerator: unknown 'tpux'.*did you mean 'tpu'"),
     "train: unknown Lightning strategy": (
         {},
-        [*T, "train.strategy=nope"],
-        r"train\.strategy=nope.*: Lightning cannot set them up \(You selected an invalid strategy",
+        [*T, "train.strategy=dpp"],
+        r"train\.strategy: unknown strategy 'dpp'; known: auto, ddp, .*\(did you mean 'ddp'\?\)",
     ),
     "train: devices that are not indices": ({}, [*T, "train.devices=gpu0"], r"train\.devices: expected auto, a count \(4\) or device indices"),
     "train: packing with flash attention": (

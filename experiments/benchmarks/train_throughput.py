@@ -25,7 +25,8 @@ Models (--model): ``embedded`` (SmolLM2-135M-Instruct), ``llama-1b`` (a randomly
 Llama of 1.1 B parameters with the embedded tokenizer: hidden 2048, 16 layers, 32 heads, 8
 key-value heads, MLP 8192; weights cannot be downloaded on the GPU machines), ``tiny`` (the test
 model, for --smoke). MFU = model FLOPs per second over the device's bf16 peak: a datasheet figure
-on known GPUs; on a CPU the faster of a bf16 and a fp32 matmul measured in the same run (see
+on known GPUs; on a CPU the faster of a bf16 and a fp32 matmul measured in the same run where
+the CPU multiplies bf16 natively (lat's own check), else the fp32 matmul alone (see
 ``train_flops`` and ``bf16_peak``).
 
     python experiments/benchmarks/train_throughput.py --steps 60 --batch 8 --seq-len 128
@@ -48,6 +49,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from lat.core.precision import native_bf16
 
 ROOT = Path(__file__).resolve().parents[2]
 GSM8K = ROOT.parent / "shared" / "datasets" / "gsm8k" / "train.jsonl"
@@ -132,15 +135,22 @@ def _matmul_rate(dtype: torch.dtype, size: int = 2048, reps: int = 20) -> float:
 
 
 def bf16_peak(device: str) -> tuple[float, str]:
-    """The device's bf16 peak (FLOP/s) and where it comes from (on a CPU: the faster of a bf16 and
-    a fp32 matmul measured now, so a CPU without native bf16 is not flattered)."""
+    """The device's bf16 peak (FLOP/s) and where it comes from.
+
+    On a CPU: the faster of a bf16 and a fp32 matmul measured now where the CPU multiplies bf16
+    natively (lat's own check, :func:`lat.core.precision.native_bf16`: AMX), else the fp32 matmul
+    alone (bf16 is emulated there, minutes for the same matmuls, and never the faster one).
+    """
     if device == "cuda":
         name = torch.cuda.get_device_name()
         for key, peak in GPU_BF16_PEAK.items():
             if key in name:
                 return peak, f"datasheet ({name})"
         raise SystemExit(f"no bf16 peak known for {name}; add it to GPU_BF16_PEAK")
-    bf16, fp32 = _matmul_rate(torch.bfloat16), _matmul_rate(torch.float32)
+    fp32 = _matmul_rate(torch.float32)
+    if not native_bf16("cpu"):
+        return fp32, f"measured matmul 2048^3: fp32 {fp32 / 1e9:.0f} GFLOP/s (no native bf16 on this CPU)"
+    bf16 = _matmul_rate(torch.bfloat16)
     return max(bf16, fp32), f"measured matmul 2048^3: bf16 {bf16 / 1e9:.0f}, fp32 {fp32 / 1e9:.0f} GFLOP/s"
 
 

@@ -5,7 +5,8 @@ positions 1..k on harmful probes climbs past a threshold is losing its refusals 
 safety evaluation would say so. The alarm reads each new measurement of the
 :class:`~lat.callbacks.divergence.DivergenceMonitor` (it must come after the monitor in the callback
 list), logs ``alarm/early_kl`` and, above ``train.drift_alarm_kl``, prints a one-line warning and
-records the step; with ``train.drift_alarm_stop`` it also asks the trainer to stop.
+records the step; with ``train.drift_alarm_stop`` it also asks the trainer to stop (every rank,
+under DDP).
 """
 
 from __future__ import annotations
@@ -68,14 +69,22 @@ class DriftAlarm(L.Callback):
         if self.stop:
             trainer.should_stop = True
 
+    def _agree(self, trainer: L.Trainer) -> None:
+        """Under DDP only rank 0 measures: its stop goes to every rank (one all-reduce)."""
+        if self.stop and trainer.world_size > 1:
+            trainer.should_stop = trainer.strategy.reduce_boolean_decision(trainer.should_stop, all=False)
+
     def on_train_start(self, trainer: L.Trainer, module) -> None:
         self._after_measurement(trainer)  # the monitor's epoch end done at a resumed run's start
+        self._agree(trainer)
 
     def on_train_batch_end(self, trainer: L.Trainer, module, outputs, batch, batch_idx: int) -> None:
         self._after_measurement(trainer)
+        self._agree(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
         self._after_measurement(trainer)
+        self._agree(trainer)
 
     def state_dict(self) -> dict:
         return {"fired": [list(f) for f in self.fired], "seen": self._seen}

@@ -14,7 +14,8 @@ notes the signal and acts at the next point where a checkpoint resumes exactly:
   after ``fit``: the run finishes first, then :meth:`GracefulStop.raise_if_signalled` stops the
   caller (so ``lat run`` does not start its next method).
 
-``run.resume=true`` continues from the checkpoint. A second Ctrl+C stops at once. SIGKILL cannot
+Under DDP every rank agrees on the signal at each of those points and saves the same checkpoint
+(rank 0 writes it). ``run.resume=true`` continues from the checkpoint. A second Ctrl+C stops at once. SIGKILL cannot
 be caught; a killed run resumes from its last periodic checkpoint.
 """
 
@@ -25,6 +26,7 @@ import threading
 from pathlib import Path
 
 import lightning as L
+import torch
 
 from lat.core.errors import RunStopped
 
@@ -73,16 +75,24 @@ class GracefulStop(L.Callback):
         self.restore()
 
     def on_train_batch_end(self, trainer: L.Trainer, module, outputs, batch, batch_idx: int) -> None:
-        if self.signum is None:
-            return
         last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
         if (batch_idx + 1) % trainer.accumulate_grad_batches and not last:
             return  # inside an accumulation window: stop after its optimizer step
-        self._stop(trainer)
+        if self._pending(trainer):
+            self._stop(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
-        if self.signum is not None:  # came during the epoch-end work, which has now finished
+        if self._pending(trainer):  # came during the epoch-end work, which has now finished
             self._stop(trainer)
+
+    def _pending(self, trainer: L.Trainer) -> bool:
+        """Whether to stop here. Under DDP every rank stops at the same step: a signal to any
+        rank (a scheduler may signal one process, a terminal all of them at slightly different
+        moments) is agreed on with one all-reduce, so no rank saves while another trains on."""
+        if trainer.world_size > 1:
+            agreed = trainer.strategy.reduce(torch.tensor(float(self.signum or 0)), reduce_op="max")
+            self.signum = int(agreed) or None
+        return self.signum is not None
 
     def _stop(self, trainer: L.Trainer) -> None:
         assert self.signum is not None

@@ -91,7 +91,7 @@ class DataConfig:
     max_val_samples: Optional[int] = None
     """Use at most this many validation records."""
     batch_size: int = 8
-    """Training batch size per device."""
+    """Training batch size per device (per DDP rank)."""
     eval_batch_size: int = 8
     """Batch size for validation and probe batches."""
     num_workers: int = 0
@@ -172,7 +172,7 @@ class TrainConfig:
     schedule: str = "constant"
     """Learning-rate schedule after warm-up: ``constant``, ``linear`` or ``cosine``."""
     accumulate_grad_batches: int = 1
-    """Gradient accumulation steps (global batch = batch_size x devices x this)."""
+    """Gradient accumulation steps (global batch = batch_size x devices x num_nodes x this)."""
     gradient_clip_val: float = 1.0
     """Clip the gradient norm to this value (0 = off)."""
     compile: bool = False
@@ -186,11 +186,12 @@ class TrainConfig:
     accelerator: str = "auto"
     """Lightning accelerator: ``auto``, ``cpu``, ``gpu``."""
     devices: str = "auto"
-    """Lightning devices: ``auto``, a count, or a list like ``0,1``."""
+    """Lightning devices: ``auto``, a count, or GPU indices like ``0,1`` (CPU ranks: a count)."""
     num_nodes: int = 1
-    """Machines taking part (multi-node through Lightning's launcher)."""
+    """Machines taking part (started by torchrun, SLURM or Lightning's launcher on each node)."""
     strategy: str = "auto"
-    """Lightning strategy: ``auto``, ``ddp``, ``fsdp``, ``deepspeed_stage_2``, ..."""
+    """Lightning strategy: ``auto``, ``ddp``, ``deepspeed_stage_2``, ... (weight-sharding ones are
+    refused: :mod:`lat.workflows.launch`)."""
     divergence_every_n_steps: int = 50
     """Compute the per-position divergence on probe batches every N steps (0 = only at epoch end)."""
     divergence_positions: int = 16

@@ -78,14 +78,30 @@ class EpochSampler(Sampler[int]):
     ``batch_size * group`` indices, sorts each by length, cuts them into batches and shuffles the
     batches again (the longest batch goes first so memory problems show at step 0); without it
     the order is a plain seeded permutation.
+
+    Under DDP each of ``num_replicas`` ranks takes every ``num_replicas``-th index of the one
+    global order (``batch_size`` is then the global batch, per-rank batch x ranks), so a step's
+    batches across ranks together hold exactly the examples of one process's step with the
+    global batch. The order is padded with its own first indices to a multiple of the ranks, as
+    torch's DistributedSampler does, so every rank runs the same number of steps.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, group: int = 50, group_by_length: bool = True):
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        seed: int = 0,
+        group: int = 50,
+        group_by_length: bool = True,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.seed = seed
         self.group = group
         self.group_by_length = group_by_length
+        self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
         self._resume: tuple[int, int] | None = None
         self.position: Callable[[], tuple[int, int]] | None = None
@@ -100,7 +116,7 @@ class EpochSampler(Sampler[int]):
         self._resume = (epoch, skip) if skip > 0 else None
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        return -(-len(self.lengths) // self.num_replicas)
 
     def order(self, epoch: int) -> list[int]:
         """The full index order of ``epoch``."""
@@ -124,9 +140,10 @@ class EpochSampler(Sampler[int]):
         if self.position is not None:
             self.resume(*self.position())
         order = self.order(self.epoch)
+        order += order[: len(self) * self.num_replicas - len(order)]
         if self._resume is not None and self._resume[0] == self.epoch:
             order = order[self._resume[1] :]
-        return iter(order)
+        return iter(order[self.rank :: self.num_replicas])
 
 
 def resume_position(global_step: int, batches_per_epoch: int, accumulate: int) -> tuple[int, int]:
@@ -303,8 +320,9 @@ class LookAheadDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
         d = self.data
-        sampler = EpochSampler(self.train_set.lengths, d.batch_size, self.seed, group_by_length=d.group_by_length)
         trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = EpochSampler(self.train_set.lengths, d.batch_size * world, self.seed, group_by_length=d.group_by_length, num_replicas=world, rank=rank)
         if trainer is not None:
             # Asked when an epoch's iterator is made: Lightning may build the loader before it
             # restores a checkpoint's step count, never iterates it before.

@@ -31,6 +31,23 @@ def answer_columns(targets: torch.Tensor) -> torch.Tensor:
     return (targets != IGNORE_INDEX).any(0).nonzero().squeeze(1)
 
 
+def global_token_share(loss: torch.Tensor, count: torch.Tensor, total: torch.Tensor, world: int) -> torch.Tensor:
+    """One DDP rank's token-mean loss, weighted by its share of the global batch's answer tokens.
+
+    DDP averages the ranks' gradients; the average of these weighted losses' gradients is the
+    gradient of the mean over all ranks' answer tokens, which one process with the global batch
+    computes (plain token means would weight a rank with few answer tokens as much as one with
+    many). Their mean over the ranks is that global token mean, the logged ``train/loss``.
+
+    Args:
+        loss: Scalar, this rank's mean over its ``count`` answer tokens.
+        count: Scalar, this rank's answer tokens.
+        total: Scalar, the answer tokens of every rank together.
+        world: The number of ranks.
+    """
+    return loss * count * world / total
+
+
 def _accepts_logits_to_keep(model: nn.Module) -> bool:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "logits_to_keep" in inspect.signature(base.forward).parameters
@@ -134,6 +151,10 @@ class LookAheadModule(L.LightningModule):
 
     # ------------------------------------------------------------------ steps
     def _step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._loss(batch)[0]
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss (mean over the batch's answer tokens) and how many answer tokens it averages."""
         targets, _ = shift_targets(batch["labels"])
         # Packed rows hold several answers; keeping every column keeps them apart for the losses
         # that read answer positions (a column subset could join two answers into one run).
@@ -143,12 +164,16 @@ class LookAheadModule(L.LightningModule):
         loss = self.loss_fn(logits, targets if columns is None else targets[:, columns], ref)
         if not torch.isfinite(loss):
             raise RunStopped(f"training diverged: loss is {loss.item()} at step {self.global_step + 1}")
-        return loss
+        return loss, (targets != IGNORE_INDEX).sum()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch)
+        loss, count = self._loss(batch)
         self._tokens += int(batch["tokens"] if "tokens" in batch else batch["attention_mask"].sum())
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        world = self.trainer.world_size
+        if world > 1:
+            total = self.trainer.strategy.reduce(count.to(loss.device, torch.float32), reduce_op="sum")
+            loss = global_token_share(loss, count, total, world)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=world > 1)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -156,8 +181,8 @@ class LookAheadModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         now = time.perf_counter()
-        if self._clock is not None and now > self._clock:
-            self.log("train/tokens_per_s", self._tokens / (now - self._clock))
+        if self._clock is not None and now > self._clock:  # summed over the ranks under DDP
+            self.log("train/tokens_per_s", float(self._tokens / (now - self._clock)), sync_dist=self.trainer.world_size > 1, reduce_fx="sum")
         self._clock, self._tokens = now, 0
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
@@ -179,13 +204,27 @@ class LookAheadModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = self.trainable_state_dict()
         checkpoint["rng"] = rng_state()
+        if self.trainer.world_size > 1:  # every rank's stream, each resumed by its own rank
+            checkpoint["rng_per_rank"] = gather_objects(checkpoint["rng"], self.trainer.world_size)
         # The latest logged values (train/loss, ...): a run resumed after its last step logs none.
         checkpoint["logged"] = {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if "rng" in checkpoint:  # dropout continues with the random stream it stopped in
-            set_rng_state(checkpoint["rng"])
+        ranks, trainer = checkpoint.get("rng_per_rank", []), self._trainer
+        same_world = trainer is not None and len(ranks) == trainer.world_size
+        state = ranks[trainer.global_rank] if same_world else checkpoint.get("rng")
+        if state is not None:  # dropout continues with the random stream it stopped in
+            set_rng_state(state)
         self.restored_metrics = dict(checkpoint.get("logged", {}))
+
+
+def gather_objects(obj, world: int) -> list:
+    """Every rank's ``obj``, in rank order (a collective: every rank calls it)."""
+    import torch.distributed as dist
+
+    out: list = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def rng_state() -> dict:

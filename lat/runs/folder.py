@@ -1,6 +1,8 @@
 """Run folders: ``<run.root>/<run.name>/`` holding config.yaml, environment.json and results.
 
 A run folder is never silently overwritten: opening an existing one needs ``run.resume=true``.
+In a distributed run only rank 0 creates and writes it; the other ranks open the folder rank 0
+made (:mod:`lat.core.ranks`).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -19,14 +22,22 @@ from lat.config import Config, to_yaml
 from lat.core.errors import UserError
 from lat.core.fileio import atomic_write, remove_created, write_json, write_text
 from lat.core.paths import folder_name, parent_folder
+from lat.core.ranks import RUN_DIR_VARIABLE, is_primary, launched_externally, wait_for
 
 LIBRARIES = ("torch", "lightning", "transformers", "peft", "torchmetrics", "wandb", "omegaconf", "tokenizers", "lat")
 
 
 def run_name(cfg: Config) -> str:
-    """``run.name`` or ``<experiment or 'run'>-<preview mode>-<UTC timestamp>``."""
+    """``run.name`` or ``<experiment or 'run'>-<preview mode>-<UTC timestamp>``.
+
+    Raises:
+        UserError: No ``run.name`` under torchrun or SLURM, whose processes start at once and
+            would each stamp their own name.
+    """
     if cfg.run.name:
         return cfg.run.name
+    if launched_externally():
+        raise UserError("run.name: not set; under torchrun or SLURM every process must open the same run folder, so name it (run.name=...)")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return f"{cfg.experiment or 'run'}-{cfg.preview.mode}-{stamp}"
 
@@ -60,6 +71,8 @@ def open_run_dir(cfg: Config) -> Path:
     Raises:
         UserError: The folder exists and ``run.resume`` is false, or resume finds no folder.
     """
+    if not is_primary():
+        return _rank_zero_run_dir(cfg)
     path = parent_folder(cfg.run.root, "run.root") / folder_name(run_name(cfg), "run.name")
     if path.exists() and not cfg.run.resume:
         raise UserError(f"{path}: run folder exists; pass run.resume=true to continue it or choose another run.name")
@@ -68,6 +81,15 @@ def open_run_dir(cfg: Config) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     write_text(path / "config.yaml", to_yaml(cfg))
     write_json(path / "environment.json", environment())
+    return path
+
+
+def _rank_zero_run_dir(cfg: Config) -> Path:
+    """A rank > 0's run folder: the one rank 0 opened (named in the environment Lightning's
+    launcher passes on, or by ``run.name``), once rank 0 has written its config."""
+    named = os.environ.get(RUN_DIR_VARIABLE)
+    path = Path(named) if named else Path(cfg.run.root) / folder_name(run_name(cfg), "run.name")
+    wait_for((path / "config.yaml").exists, "the run folder", path)
     return path
 
 
@@ -102,7 +124,7 @@ def run_folder(cfg: Config) -> Iterator[Path]:
     try:
         yield path
     except UserError:
-        if not cfg.run.resume and not any(path.glob("checkpoints/*.ckpt")):
+        if is_primary() and not cfg.run.resume and not any(path.glob("checkpoints/*.ckpt")):
             remove_created(path, new_root)
         raise
 

@@ -28,6 +28,7 @@ from lat.reporting.tables import judge_caption, plot_kl, plot_safety_utility, re
 from lat.runs.folder import finished, run_name
 from lat.workflows.check import check_config, check_methods
 from lat.workflows.evaluate import evaluate
+from lat.workflows.launch import check_launch
 from lat.workflows.seed import seed_config
 from lat.workflows.train import train
 
@@ -88,9 +89,29 @@ def check_same_experiment(root: Path, cfg: Config) -> None:
         )
 
 
+def check_one_process(cfg: Config) -> None:
+    """Each method's distribution settings can run here, in one process.
+
+    Raises:
+        UserError: A method asks for several training processes: Lightning's DDP launcher
+            starts them as copies of the command line, and a copy of ``lat run`` would redo the
+            whole experiment; or the settings cannot run on this machine at all.
+    """
+    for method in cfg.methods:
+        t = apply_overrides(cfg, list(method.overrides), f"method {method.name}").train
+        world = check_launch(t)
+        if world > 1:
+            raise UserError(
+                f"method {method.name}: train.devices={t.devices}, train.num_nodes={t.num_nodes} make {world} training processes, "
+                "and lat run trains its methods one after another in one process; set train.devices=1, "
+                "or train each method with lat train (a sweep runs each point as its own lat train)"
+            )
+
+
 def run_experiment(cfg: Config) -> Path:
     """Run (or resume) the whole comparison; returns the experiment folder."""
     check_methods(check_config(cfg))
+    check_one_process(cfg)
     root = parent_folder(cfg.run.root, "run.root") / folder_name(cfg.run.name or cfg.experiment or run_name(cfg), "run.name")
     check_same_experiment(root, cfg)
     new_root, new_parent = not root.exists(), not root.parent.exists()

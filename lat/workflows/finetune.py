@@ -6,8 +6,9 @@ The run folder receives ``config.yaml``, ``environment.json``, ``metrics.json``,
 run has finished with ``train.keep_checkpoint=false``), the final
 adapter in peft format (``adapter/``, loadable with ``PeftModel.from_pretrained``; ``model/`` for
 full fine-tuning) and, with ``train.save_merged=true``, the merged model (``merged/``).
-Distribution (DDP, FSDP, DeepSpeed, several nodes) is Lightning's: set ``train.strategy``,
-``train.devices`` and ``train.num_nodes``.
+Distribution (DDP, several nodes) is Lightning's: set ``train.strategy``,
+``train.devices`` and ``train.num_nodes`` (:mod:`lat.workflows.launch` checks them first). Every
+rank runs this recipe; rank 0 alone writes the run folder, evaluates and saves.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ from lat.core.cache import cached_json
 from lat.core.errors import RunStopped, UserError
 from lat.core.fileio import atomic_folder
 from lat.core.precision import autocast_dtype, resolve_precision
+from lat.core.ranks import RUN_DIR_VARIABLE, is_primary
 from lat.core.registry import unknown_name
 from lat.evaluation.generate import GenerationSettings, answer
 from lat.models.loading import load_model_and_tokenizer, parameter_counts, prepare_for_training
@@ -46,15 +49,7 @@ from lat.models.module import LookAheadModule
 from lat.models.scoring import answer_token_losses
 from lat.runs.folder import environment, finished, keep_records, record_counts, record_eval, run_folder, run_name, update_metrics
 from lat.workflows.common import build_datamodule, build_evaluator
-
-
-def _devices(value: str):
-    """``auto`` | ``4`` | ``0,1`` -> what Lightning expects."""
-    if value == "auto":
-        return value
-    if "," in value:
-        return [int(v) for v in value.split(",") if v.strip()]
-    return int(value)
+from lat.workflows.launch import check_launch, devices_setting
 
 
 def _csv_version(run_dir: Path) -> str:
@@ -99,8 +94,9 @@ def build_loggers(cfg: Config, run_dir: Path) -> list[Logger]:
                 resume="allow",
             )
         )
-        with redacted_argv(cfg):  # W&B records the command line in its run metadata
-            id_file.write_text(loggers[-1].experiment.id)
+        if is_primary():  # the other ranks' W&B logger is a placeholder without a run
+            with redacted_argv(cfg):  # W&B records the command line in its run metadata
+                id_file.write_text(loggers[-1].experiment.id)
     return loggers
 
 
@@ -112,7 +108,7 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list, loggers: list[Log
             max_epochs=t.epochs,
             max_steps=t.max_steps,
             accelerator=t.accelerator,
-            devices=_devices(t.devices),
+            devices=devices_setting(t.devices),
             num_nodes=t.num_nodes,
             strategy=t.strategy,
             precision=resolve_precision(t.precision, t.accelerator),
@@ -124,6 +120,7 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list, loggers: list[Log
             default_root_dir=str(run_dir),
             limit_val_batches=None if has_val else 0,
             num_sanity_val_steps=0,
+            use_distributed_sampler=False,  # EpochSampler shards the global order itself (resumable)
         )
     except (ValueError, ImportError, MisconfigurationException) as e:  # Lightning's word on the accelerator, strategy and devices
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -169,6 +166,7 @@ def fine_tune(cfg: Config) -> TrainResult:
     A mistake found before the first checkpoint (a bad data file, an unknown setting) removes
     the run folder this call created, so no partial run is left behind.
     """
+    check_launch(cfg.train)
     check_resumable(cfg)
     with run_folder(cfg) as run_dir:
         return _train(cfg, run_dir)
@@ -183,9 +181,9 @@ def check_resumable(cfg: Config) -> None:
             ones (:func:`lat.config.identity.changed_settings`), or on a finished run folder
             without ``checkpoints/last.ckpt``.
     """
-    run_dir = Path(cfg.run.root) / run_name(cfg)
-    if not cfg.run.resume:
+    if not cfg.run.resume or not is_primary():  # rank 0 checks for every rank
         return
+    run_dir = Path(cfg.run.root) / run_name(cfg)
     recorded = run_dir / "config.yaml"
     if recorded.is_file():
         try:
@@ -240,23 +238,25 @@ def _train(cfg: Config, run_dir: Path) -> TrainResult:
     callbacks = [*packing, monitor, *([alarm] if alarm else []), *evals, ledger, stop, ckpt]
     trainer = build_trainer(cfg, run_dir, callbacks, loggers, dm.val_set is not None)
     resume = cfg.run.resume and last.exists()
-    if resume:
+    if resume and is_primary():
         print(f"lat train: resuming {run_dir} from step {checkpoint_step(last)}", file=sys.stderr, flush=True)
         # Lightning cannot see that EpochSampler continues the epoch where it stopped.
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
+        with exported(RUN_DIR_VARIABLE, str(run_dir)):  # what the ranks Lightning starts open
+            trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
     except RunStopped as e:
         kept = f"; last checkpoint: {last} (step {checkpoint_step(last)})" if last.exists() and "checkpoint saved" not in str(e) else ""
         raise RunStopped(f"{e}{kept}", e.code) from None
+    if not trainer.is_global_zero:
+        return TrainResult(run_dir, module, tok, {})  # rank 0 evaluates, saves and records
     stop.install()  # the final evaluation and save are covered too (fit's teardown put back the old handlers)
     try:
         for callback in evals:
             callback.finish(trainer, module)
         for logger in loggers:
             logger.finalize("success")  # again: the final evaluation came after fit's
-        if trainer.is_global_zero:
-            save_final(module, tok, run_dir, cfg)
+        save_final(module, tok, run_dir, cfg)
         logged = {**module.restored_metrics, **{k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}}
         final = {k: v for k, v in logged.items() if k not in VOLATILE}
         metrics = update_metrics(
@@ -272,12 +272,26 @@ def _train(cfg: Config, run_dir: Path) -> TrainResult:
                 **({"alarm/fired_at_steps": [s for s, _ in alarm.fired]} if alarm else {}),
             },
         )
-        if trainer.is_global_zero and not cfg.train.keep_checkpoint:
+        if not cfg.train.keep_checkpoint:
             last.unlink(missing_ok=True)  # after the last result: until then a crash can still resume
     finally:
         stop.restore()
     stop.raise_if_signalled(run_dir)
     return TrainResult(run_dir, module, tok, metrics)
+
+
+@contextlib.contextmanager
+def exported(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` for the duration (restored after)."""
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
 
 
 def checkpoint_step(path: Path) -> int:

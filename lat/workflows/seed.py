@@ -36,9 +36,10 @@ from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state
 
 from lat.config import Config, DataConfig, LoraConfig, ModelConfig, PreviewConfig, TrainConfig
 from lat.config.identity import benign_answers_key, harmful_answers_key, seed_identity, seed_key, sft_dtype
-from lat.core.cache import cache_root, cached_json, ensure_folder
+from lat.core.cache import cache_root, cached_json, ensure_folder, is_complete
 from lat.core.fileio import write_json
 from lat.core.precision import autocast_dtype
+from lat.core.ranks import is_primary, wait_for
 from lat.data.records import read_records, write_records
 from lat.data.tasks import Example
 from lat.evaluation.generate import GenerationSettings, answer
@@ -182,7 +183,9 @@ def sft_config(cfg: Config, data_path: Path, root: Path) -> Config:
         cfg,
         model=sft_model(cfg),
         lora=LoraConfig(enabled=True, r=a.r, alpha=2 * a.r, dropout=a.lora_dropout),
-        train=TrainConfig(max_steps=a.steps, epochs=1000, lr=a.lr, precision=a.precision, divergence_every_n_steps=0, checkpoint_every_n_steps=0),
+        # One process: a multi-GPU default (devices=auto) would start DDP ranks from the command
+        # line that asked for the seed, inside its build.
+        train=TrainConfig(max_steps=a.steps, epochs=1000, lr=a.lr, precision=a.precision, divergence_every_n_steps=0, checkpoint_every_n_steps=0, devices="1"),
         data=data,
         preview=PreviewConfig(),
         eval=dataclasses.replace(cfg.eval, during_training=False),
@@ -239,7 +242,11 @@ def seed_config(cfg: Config, build: bool = True) -> Config:
     """
     if not cfg.align.enabled:
         return cfg
-    folder = build_seed(cfg) if build else seed_folder(cfg)
+    if build and not is_primary():  # rank 0 builds it; a second builder would train a second seed
+        folder, identity = seed_folder(cfg), seed_identity(cfg)
+        wait_for(lambda: is_complete(folder, identity), "the aligned seed", folder)
+    else:
+        folder = build_seed(cfg) if build else seed_folder(cfg)
     return dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, name_or_path=str(folder), adapter_path=None), train=dataclasses.replace(cfg.train, start_from="base")
     )

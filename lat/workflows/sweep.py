@@ -37,6 +37,7 @@ from lat.data.preview import strategy_params
 from lat.reporting.notebook import runs_root
 from lat.runs.folder import finished
 from lat.workflows.check import check_config
+from lat.workflows.launch import check_launch
 from lat.workflows.start import starting_point
 
 STATE = "sweep.json"
@@ -101,12 +102,17 @@ def plan(sweep: Sweep, extra: list[str], count: int | None = None) -> tuple[list
     base = load_config(base_args)
     points: list = []
     seen: dict = {}
+    launches: set[tuple] = set()
     grid = expand(sweep, count)
     resolve = point_resolver(base_args, base)
     same_base = all(plain_settings(list(values)) for values in grid)
     for i, values in enumerate(tqdm(grid, desc="lat sweep: checking points", unit="point", disable=len(grid) < PROGRESS_FROM, file=sys.stderr)):
         try:
             cfg = check_config(resolve(values))
+            launch = (cfg.train.accelerator, cfg.train.devices, cfg.train.strategy, cfg.train.num_nodes)
+            if launch not in launches:  # each point's lat train can run here (DDP included)
+                launches.add(launch)
+                check_launch(cfg.train)
         except UserError as e:
             raise UserError(f"{sweep.path}: point {i} ({', '.join(overrides(values))}): {e}") from None
         p = Point(point_id(i, values), values)

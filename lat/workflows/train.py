@@ -6,9 +6,12 @@ from __future__ import annotations
 from lat.config import Config
 from lat.workflows.check import check_config
 from lat.workflows.finetune import TrainResult, fine_tune
+from lat.workflows.launch import check_launch
 from lat.workflows.start import starting_point
 
 
 def train(cfg: Config) -> TrainResult:
-    """Resolve the starting point, then fine-tune (see :func:`lat.workflows.finetune.fine_tune`)."""
-    return fine_tune(starting_point(check_config(cfg)))
+    """Check that the distribution settings can run here, resolve the starting point (building
+    the seed if asked), then fine-tune (see :func:`lat.workflows.finetune.fine_tune`)."""
+    check_launch(check_config(cfg).train)
+    return fine_tune(starting_point(cfg))

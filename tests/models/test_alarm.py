@@ -13,7 +13,7 @@ from lat.config import load_config
 
 def _fake(curves_by_step: dict[int, list]):
     monitor = types.SimpleNamespace(loaders={"harmful": None, "task": None}, latest={}, last_step=None)
-    trainer = types.SimpleNamespace(loggers=[], should_stop=False)
+    trainer = types.SimpleNamespace(loggers=[], should_stop=False, world_size=1)
     return monitor, trainer
 
 
