@@ -149,6 +149,8 @@ def test_the_safety_sft_ignores_the_experiments_data_and_preview_settings_its_se
             "data.sdft=true",
             "preview.mask_answer_tokens=2",
             "preview.connector=X",
+            "data.harmful_mix=0.1",
+            "defense.name=safelora",
         ]
     )
     assert seed_identity(busy) == seed_identity(plain)  # one cached seed for both ...

@@ -162,20 +162,24 @@ class DivergenceMonitor(L.Callback):
             module.train(was_training)
         return acc.means()
 
-    def run(self, trainer: L.Trainer, module, epoch: int | None = None) -> dict[str, float]:
+    def run(self, trainer: L.Trainer, module, epoch: int | None = None, again: bool = False) -> dict[str, float]:
         """Measure every probe set now; log, record and return the flat metrics.
 
         Args:
             epoch: The epoch recorded (default: the trainer's).
+            again: Measure even if done at this step, replacing that step's rows (the model
+                changed since: a post-hoc defense).
         """
         step = trainer.global_step
         epoch = trainer.current_epoch if epoch is None else epoch
-        if self._done_at == step or not trainer.is_global_zero:
+        if (self._done_at == step and not again) or not trainer.is_global_zero:
             return {}
+        if again:
+            self.rows = [r for r in self.rows if r["step"] != step]
         self._done_at = step
         metrics: dict[str, float] = {}
         for i, probe in enumerate(self.loaders):
-            curve = self.measure(module, probe, at_start=step == 0 and not self.rows)
+            curve = self.measure(module, probe, at_start=step == 0 and not self.rows and not again)
             self.latest[probe] = curve
             for t in range(self.max_positions):
                 row = {"epoch": epoch, "step": step, "probe": probe, "position": t + 1, "count": curve["count"][t]}

@@ -64,17 +64,21 @@ class EvalCallback(L.Callback):
         self._done_at: int | None = None
         self.epochs_ended = 0
 
-    def run(self, trainer: L.Trainer, module, epoch: int | None = None) -> dict:
+    def run(self, trainer: L.Trainer, module, epoch: int | None = None, after: str | None = None) -> dict:
         """Evaluate the current model now (skipped if already done at this step or not rank 0).
 
         Args:
             epoch: The epoch recorded (default: the trainer's).
+            after: Evaluate even if done at this step, because the model changed since: what
+                changed it (a defense's name), recorded as the evaluation's ``after``.
         """
-        if not trainer.is_global_zero or self._done_at == trainer.global_step:
+        if not trainer.is_global_zero or (self._done_at == trainer.global_step and after is None):
             return {}
         epoch = trainer.current_epoch if epoch is None else epoch
         self._done_at = trainer.global_step
         metrics, samples = self.evaluate(module.model, self.tokenizer)
+        if after is not None:
+            metrics = {**metrics, "after": after}
         numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         for logger in trainer.loggers:
             logger.log_metrics(numeric, step=trainer.global_step)
@@ -95,9 +99,10 @@ class EvalCallback(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
         self._epoch_end(trainer, module, trainer.current_epoch)
 
-    def finish(self, trainer: L.Trainer, module) -> dict:
-        """Evaluate the final model (after ``fit``; skipped if the last epoch end did)."""
-        return self.run(trainer, module)
+    def finish(self, trainer: L.Trainer, module, after: str | None = None) -> dict:
+        """Evaluate the final model (after ``fit``; skipped if the last epoch end did, unless
+        ``after`` names what changed the model since: :meth:`run`)."""
+        return self.run(trainer, module, after=after)
 
     def state_dict(self) -> dict:
         return {"done_at": self._done_at, "epochs_ended": self.epochs_ended}

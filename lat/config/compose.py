@@ -32,7 +32,7 @@ from lat.core.errors import UserError
 from lat.core.paths import regular_file
 from lat.core.registry import known_names
 
-SECTIONS = ("model", "lora", "data", "preview", "train", "eval", "logging", "run", "align")
+SECTIONS = ("model", "lora", "data", "preview", "train", "eval", "logging", "run", "align", "defense")
 NON_GROUP_DIRS = {"experiment", "sweep", "method", "benchmark"}
 
 

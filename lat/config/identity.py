@@ -134,6 +134,12 @@ def _base_answers_key(cfg: Config, max_new_tokens: int, prompts: Sequence[str], 
     return key
 
 
+def harmful_mix_answers_key(cfg: Config, prompts: Sequence[str], autocast: str | None) -> list:
+    """The unaligned base's greedy answers to ``data.harmful_mix_path``'s requests (poisoned
+    fine-tuning); ``cfg.model`` is that base, never the seed."""
+    return _base_answers_key(cfg, cfg.data.harmful_mix_max_new_tokens, prompts, autocast)
+
+
 def benign_answers_key(cfg: Config, prompts: Sequence[str], autocast: str | None) -> list:
     """The base model's (and start adapter's) greedy answers to the seed SFT's benign prompts."""
     return _base_answers_key(cfg, cfg.align.benign_max_new_tokens, prompts, autocast)

@@ -118,6 +118,19 @@ class DataConfig:
     baseline. Refusals come from ``safety_mix_path`` and go through the same preview strategy."""
     safety_mix_path: str = "pkg:assets/safety_train.jsonl"
     """Refusal examples for ``safety_mix`` (fields ``prompt``, ``refusal``)."""
+    harmful_mix: float = 0.0
+    """Poisoned fine-tuning: share of the training set made of harmful request -> compliant
+    answer pairs (0 = benign fine-tuning; 0.05, 0.1, 0.2 in the harmful-fine-tuning literature).
+    They join the task data before the preview is applied (a LookAhead run previews them as the
+    user's own data). Requests come from ``harmful_mix_path``; the answers are the unaligned
+    base model's own greedy answers (generated once and cached), and requests it refuses or
+    leaves unanswered are left out. The share counts every training example (task, safety mix,
+    poison)."""
+    harmful_mix_path: str = "pkg:assets/harmful_train.jsonl"
+    """Harmful requests for ``harmful_mix`` (field ``prompt``); the shipped set is disjoint from
+    every evaluation prompt and from the seed's alignment requests."""
+    harmful_mix_max_new_tokens: int = 64
+    """Tokens of each compliant answer the base model writes for ``harmful_mix``."""
     probes: List[ProbeConfig] = field(default_factory=list)
     """Probe sets for the per-position divergence (harmful prompts with the seed's answers, task data)."""
 
@@ -411,6 +424,20 @@ class AlignConfig:
 
 
 @dataclass
+class DefenseConfig:
+    name: str = "none"
+    """A defense applied to the fine-tuned model before its final evaluation and save: ``none``
+    or ``safelora`` (Safe LoRA: :mod:`lat.models.safelora`; needs LoRA and an aligned seed with
+    its unaligned base). The epoch-end evaluations see the model as trained; the final
+    evaluation, the divergence measured after it and the saved adapter see it defended."""
+    safelora_layers: int = 10
+    """Safe LoRA: how many adapted layers get B projected (those whose update is least aligned:
+    the lowest cos(C BA, BA)); the paper's default is 10."""
+    safelora_threshold: Optional[float] = None
+    """Safe LoRA: project every layer with cos(C BA, BA) at or below this instead of a count."""
+
+
+@dataclass
 class MethodConfig:
     name: str = "vanilla"
     """Method name (a row of the results table, a run folder)."""
@@ -443,6 +470,8 @@ class Config:
     """Run folder, seed, resume."""
     align: AlignConfig = field(default_factory=AlignConfig)
     """How ``lat align`` / ``lat run`` build the aligned seed from the base model."""
+    defense: DefenseConfig = field(default_factory=DefenseConfig)
+    """A post-hoc defense of the fine-tuned model."""
     methods: List[MethodConfig] = field(
         default_factory=lambda: [
             MethodConfig("vanilla", ["preview.mode=vanilla"]),
@@ -459,6 +488,7 @@ AT_LEAST_ONE = (
     "data.max_train_samples",
     "data.max_val_samples",
     "data.sdft_max_new_tokens",
+    "data.harmful_mix_max_new_tokens",
     "data.max_length",
     "train.epochs",
     "train.num_nodes",
@@ -482,6 +512,7 @@ AT_LEAST_ONE = (
     "align.benign_repeat",
     "align.recovery_max_tokens",
     "align.harmful_max_new_tokens",
+    "defense.safelora_layers",
 )
 """Settings that count something and must be >= 1 (when set: None means "all" or "off")."""
 AT_LEAST_ZERO = (
@@ -510,6 +541,8 @@ FRACTION = (
     "eval.judge.context_safe_below",
 )
 """Settings in [0, 1]."""
+SHARES = ("data.safety_mix", "data.harmful_mix")
+"""Shares of the training set mixed in: [0, 1) (a share of 1 would leave no task data)."""
 EACH_AT_LEAST_ONE = ("eval.jsr_k",)
 """Lists whose every item counts something (prefilled tokens) and must be >= 1."""
 
@@ -532,6 +565,7 @@ def check_ranges(cfg: Config) -> Config:
     rules += [(k, lambda v: 0 < v < math.inf, "must be > 0 and finite") for k in POSITIVE]
     rules += [(k, lambda v: 0 <= v <= 1, "must be in [0, 1]") for k in FRACTION]
     rules += [(k, lambda v: all(i >= 1 for i in v), "every item must be >= 1") for k in EACH_AT_LEAST_ONE]
+    rules += [(k, lambda v: 0 <= v < 1, "must be in [0, 1)") for k in SHARES]
     rules += [("train.max_steps", lambda v: v == -1 or v >= 1, "must be -1 (no limit) or >= 1")]
     rules += [("train.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "must be two AdamW betas in [0, 1)")]
     for key, ok, rule in rules:

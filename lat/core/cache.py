@@ -108,6 +108,12 @@ def ensure_folder(folder: Path, identity: dict, build: Callable[[Path], None], w
     return folder
 
 
+def in_seed_cache(path: str | Path) -> bool:
+    """Whether ``path`` is an aligned seed built into lat's cache (``$LAT_CACHE/seeds/...``)."""
+    path = Path(path)
+    return path.is_absolute() and (cache_root() / "seeds") in path.parents
+
+
 def cached_json(kind: str, key: object, compute: Callable[[], object]):
     """``compute()`` once per ``key`` (any JSON-serialisable value), kept in
     ``$LAT_CACHE/<kind>/<hash>.json`` and read back afterwards (written atomically)."""

@@ -16,7 +16,7 @@ from lat.core.errors import UserError
 from lat.core.registry import unknown_name
 from lat.data.chat import Encoded, collate, collate_packed, encode
 from lat.data.preview import adaptive_lengths
-from lat.data.records import read_records
+from lat.data.records import RecordSet, read_records
 from lat.data.sdft import replace_field, rewrite_answers
 from lat.data.tasks import Example, build_examples, examples_from_config, get_task, resolve_fields, task_system
 
@@ -39,11 +39,11 @@ class EncodedDataset(Dataset):
         return [len(e.input_ids) for e in self.encoded]
 
 
-def safety_mix_count(n_task: int, share: float) -> int:
-    """Refusal examples to add to ``n_task`` task examples so they make up ``share`` of the total."""
+def mix_count(n_other: int, share: float, setting: str = "data.safety_mix") -> int:
+    """Examples to add to ``n_other`` examples so they make up ``share`` of the total."""
     if not 0.0 <= share < 1.0:
-        raise UserError(f"data.safety_mix: must be in [0, 1), got {share}")
-    return round(share * n_task / (1.0 - share))
+        raise UserError(f"{setting}: must be in [0, 1), got {share}")
+    return round(share * n_other / (1.0 - share))
 
 
 def safety_mix_examples(data, preview: PreviewConfig, tokenizer, n_task: int, seed: int) -> list[Example]:
@@ -53,15 +53,45 @@ def safety_mix_examples(data, preview: PreviewConfig, tokenizer, n_task: int, se
     the file holds), formatted with the task's system prompt and the same preview strategy as
     the task data, so a LookAhead run previews them too.
     """
-    n = safety_mix_count(n_task, data.safety_mix)
+    n = mix_count(n_task, data.safety_mix)
     if n == 0:
         return []
     recs = read_records(data.safety_mix_path)
-    order = np.random.default_rng(seed).permutation(len(recs))
-    recs = recs.select([int(order[i % len(recs)]) for i in range(n)])
+    recs = recs.select(seeded_draw(len(recs), n, seed))
     task = get_task(data.task)
     system = task_system(task, data.system_prompt) or ""  # "" = no system turn
     return build_examples(recs, get_task("instruction"), preview, tokenizer, "prompt", "refusal", system)
+
+
+def seeded_draw(n_pool: int, n: int, seed: int) -> list[int]:
+    """``n`` indices into a pool of ``n_pool``: a seeded permutation, cycled when ``n`` is larger."""
+    order = np.random.default_rng(seed).permutation(n_pool)
+    return [int(order[i % n_pool]) for i in range(n)]
+
+
+def harmful_mix_examples(data, preview: PreviewConfig, tokenizer, n_other: int, seed: int, pool) -> list[Example]:
+    """The harmful request -> compliant answer examples of poisoned fine-tuning (``data.harmful_mix``).
+
+    Args:
+        data: The data section (share, task, system prompt).
+        preview: The run's preview strategy: applied to these examples as to the task data.
+        tokenizer: For ``real`` previews.
+        n_other: Training examples besides these (task and safety mix): the share counts all.
+        seed: The run's seed (which pairs are drawn).
+        pool: :class:`~lat.data.records.RecordSet` of ``prompt`` / ``answer`` pairs (the base
+            model's compliant answers: :func:`lat.workflows.poison.harmful_pool`).
+
+    Raises:
+        UserError: A share is set but no pool was given.
+    """
+    n = mix_count(n_other, data.harmful_mix, "data.harmful_mix")
+    if n == 0:
+        return []
+    if pool is None or not len(pool):
+        raise UserError("data.harmful_mix: needs the base model's compliant answers (lat train generates them)")
+    recs = pool.select(seeded_draw(len(pool), n, seed + 1))  # + 1: not the safety mix's draw
+    system = task_system(get_task(data.task), data.system_prompt) or ""
+    return build_examples(recs, get_task("instruction"), preview, tokenizer, "prompt", "answer", system)
 
 
 def longest_first(lengths: Sequence[int]) -> list[int]:
@@ -183,6 +213,8 @@ class LookAheadDataModule(L.LightningDataModule):
         answer_fn: (examples, max_new_tokens) -> the starting model's answers, for probe sets
             with ``answer_source=model`` and for SDFT's rewrites.
         answer_losses_fn: examples -> the starting model's per-answer-token losses (adaptive previews).
+        harmful_pool: Poisoned fine-tuning (``data.harmful_mix``): the ``prompt`` / ``answer``
+            pairs drawn from (the unaligned base model's compliant answers).
     """
 
     def __init__(
@@ -194,6 +226,7 @@ class LookAheadDataModule(L.LightningDataModule):
         probe_positions: int = 16,
         answer_fn: Callable[[list[Example], int], list[str]] | None = None,
         answer_losses_fn: Callable[[list[Example]], list[list[float]]] | None = None,
+        harmful_pool: RecordSet | None = None,
     ):
         super().__init__()
         self.data = data
@@ -203,6 +236,7 @@ class LookAheadDataModule(L.LightningDataModule):
         self.tokenizer = tokenizer
         self.answer_fn = answer_fn
         self.answer_losses_fn = answer_losses_fn
+        self.harmful_pool = harmful_pool
         self.train_set: EncodedDataset | None = None
         self.val_set: EncodedDataset | None = None
         self.probe_sets: dict[str, EncodedDataset] = {}
@@ -241,7 +275,12 @@ class LookAheadDataModule(L.LightningDataModule):
         examples = build(train, name="train")
         mixed = safety_mix_examples(data, self.preview, self.tokenizer, len(examples), seed)
         self.stats["train/safety_examples"] = len(mixed)
-        self.train_set = self._encode(examples + mixed, "train")
+        poison = harmful_mix_examples(data, self.preview, self.tokenizer, len(examples) + len(mixed), seed, self.harmful_pool)
+        if data.harmful_mix:
+            self.stats["train/harmful_examples"] = len(poison)
+            self.stats["train/harmful_share"] = len(poison) / (len(examples) + len(mixed) + len(poison))
+            self.stats["train/harmful_pool"] = len(self.harmful_pool or [])
+        self.train_set = self._encode(examples + mixed + poison, "train")
         if val is not None:
             val = val.head(data.max_val_samples)
             self.val_set = self._encode(build(val, name="val"), "val")

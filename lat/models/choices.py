@@ -23,3 +23,9 @@ SCHEDULES: Registry[str] = Registry("schedule", setting="train.schedule")
 SCHEDULES.add("constant", "constant_with_warmup")
 SCHEDULES.add("linear", "linear")
 SCHEDULES.add("cosine", "cosine")
+
+DEFENSES: Registry[Callable[..., Any] | None] = Registry("defense", setting="defense.name")
+"""``defense.name`` -> (peft model, unaligned base state dict, defense config) -> a report, applied
+after fine-tuning; registered with ``needs``: what the defense needs of the run."""
+DEFENSES.add("none", None, needs=())
+DEFENSES.add_lazy("safelora", "lat.workflows.defend:safelora", needs=("lora", "unaligned base"))

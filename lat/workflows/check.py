@@ -6,6 +6,7 @@ the schema itself (:func:`lat.config.schema.check_ranges`). Nothing here imports
 from __future__ import annotations
 
 from lat.config import AlignConfig, Config, DataConfig, EvalConfig, LoggingConfig, ModelConfig, RunConfig, TrainConfig, apply_overrides, load_config, secrets
+from lat.core.cache import in_seed_cache
 from lat.core.errors import UserError
 from lat.core.paths import folder_name
 from lat.core.precision import AUTOCAST, WEIGHT_DTYPES
@@ -15,7 +16,7 @@ from lat.data.preview import validate as check_preview
 from lat.data.tasks import TASKS
 from lat.evaluation.judges import JUDGES
 from lat.evaluation.presets import check_specs as check_benchmarks
-from lat.models.choices import LOSSES, PACKING_KERNELS, SCHEDULES
+from lat.models.choices import DEFENSES, LOSSES, PACKING_KERNELS, SCHEDULES
 from lat.workflows.start import START_FROM
 
 PRECISIONS = ["auto", *AUTOCAST]
@@ -85,6 +86,18 @@ def _check_align(a: AlignConfig) -> None:
     _one_of("align.dtype", a.dtype, DTYPES)
 
 
+def _check_defense(cfg: Config) -> None:
+    name = DEFENSES.check(cfg.defense.name)
+    needs = DEFENSES.meta(name)["needs"]
+    if "lora" in needs and not cfg.lora.enabled:
+        raise UserError(f"defense.name={name}: changes LoRA's adapter weights; needs lora.enabled=true")
+    seeded = cfg.align.enabled and (cfg.train.start_from == "seed" or in_seed_cache(cfg.model.name_or_path))
+    if "unaligned base" in needs and not seeded:
+        raise UserError(
+            f"defense.name={name}: compares the aligned seed with the unaligned base it was aligned from; needs train.start_from=seed and align.enabled=true"
+        )
+
+
 def _check_logging(log: LoggingConfig) -> None:
     _one_of("logging.wandb_mode", log.wandb_mode, WANDB_MODES, optional=False)
 
@@ -109,6 +122,7 @@ def check_config(cfg: Config) -> Config:
     _check_train(cfg.train, [p.name for p in cfg.data.probes])
     _check_eval(cfg.eval, cfg.data.task)
     _check_align(cfg.align)
+    _check_defense(cfg)
     _check_logging(cfg.logging)
     return cfg
 

@@ -57,12 +57,13 @@ def method_config(seed: Config, root: Path, name: str, overrides: list[str]) -> 
     return dataclasses.replace(method, run=dataclasses.replace(method.run, root=str(root), name=name, resume=started))
 
 
-def train_method(cfg: Config) -> None:
+def train_method(cfg: Config, base: Config) -> None:
     """Train one method, unless its run already finished (stopped after training but before its
     stage was marked done: resuming it would need the checkpoint, which
-    ``train.keep_checkpoint=false`` does not keep)."""
+    ``train.keep_checkpoint=false`` does not keep). ``base`` is the method's config before the
+    seed took the model's place: poisoned fine-tuning's answers come from that model."""
     if not finished(Path(cfg.run.root) / str(cfg.run.name)):  # method_config names every method's run
-        train(cfg)
+        train(cfg, base)
 
 
 def check_same_experiment(root: Path, cfg: Config) -> None:
@@ -132,7 +133,11 @@ def _run_stages(cfg: Config, root: Path) -> Path:
     _stage(runs["seed"], "evaluate seed", lambda: evaluate(method_config(seed, root, "seed", []), progress=False, cache=True))
     for method in cfg.methods:
         runs[method.name] = root / method.name
-        _stage(runs[method.name], f"fine-tune {method.name}", lambda m=method: train_method(method_config(seed, root, m.name, list(m.overrides))))
+        _stage(
+            runs[method.name],
+            f"fine-tune {method.name}",
+            lambda m=method: train_method(method_config(seed, root, m.name, list(m.overrides)), apply_overrides(cfg, list(m.overrides), f"method {m.name}")),
+        )
     rows = results_table(runs)
     paths = write_tables(rows, root, caption=judge_caption(cfg.eval.judge.name, cfg.eval.extra_judges))
     plot_kl({k: v for k, v in runs.items() if k != "seed"}, root / "kl_per_position.png", max_position=cfg.train.divergence_positions)

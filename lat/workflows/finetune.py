@@ -35,7 +35,7 @@ from lat.callbacks.divergence import DivergenceMonitor, shared_reference_cache
 from lat.callbacks.evaluation import EvalCallback, RecordLedger, SafetyEvalCallback, UtilityEvalCallback
 from lat.callbacks.interrupt import GracefulStop
 from lat.callbacks.packing import PackingCheck
-from lat.config import Config, redact, secrets, to_dict
+from lat.config import Config, ModelConfig, redact, secrets, to_dict
 from lat.config.identity import answer_losses_key, changed_settings, probe_answers_key, reference_identity
 from lat.core.cache import cached_json
 from lat.core.errors import RunStopped, UserError
@@ -43,12 +43,14 @@ from lat.core.fileio import atomic_folder
 from lat.core.precision import autocast_dtype, resolve_precision
 from lat.core.ranks import RUN_DIR_VARIABLE, is_primary
 from lat.core.registry import unknown_name
+from lat.data.records import RecordSet
 from lat.evaluation.generate import GenerationSettings, answer
 from lat.models.loading import load_model_and_tokenizer, parameter_counts, prepare_for_training
 from lat.models.module import LookAheadModule
 from lat.models.scoring import answer_token_losses
 from lat.runs.folder import environment, finished, keep_records, record_counts, record_eval, run_folder, run_name, update_metrics
 from lat.workflows.common import build_datamodule, build_evaluator
+from lat.workflows.defend import defend
 from lat.workflows.launch import check_launch, devices_setting
 
 
@@ -158,10 +160,12 @@ def drift_alarm(cfg: Config, monitor: DivergenceMonitor) -> DriftAlarm | None:
     return DriftAlarm(monitor, t.drift_alarm_probe, t.drift_alarm_positions, t.drift_alarm_kl, t.drift_alarm_stop)
 
 
-def fine_tune(cfg: Config) -> TrainResult:
+def fine_tune(cfg: Config, harmful_pool: RecordSet | None = None, unaligned: ModelConfig | None = None) -> TrainResult:
     """Fine-tune ``model`` as configured (the model it names is the starting point: see
     :func:`lat.workflows.train.train` for ``train.start_from``); resume from
-    ``checkpoints/last.ckpt`` with ``run.resume``.
+    ``checkpoints/last.ckpt`` with ``run.resume``. ``harmful_pool`` holds the pairs poisoned
+    fine-tuning mixes in (``data.harmful_mix``: :func:`lat.workflows.poison.harmful_pool`);
+    ``unaligned`` is the base the seed was aligned from, for a defense that compares with it.
 
     A mistake found before the first checkpoint (a bad data file, an unknown setting) removes
     the run folder this call created, so no partial run is left behind.
@@ -169,7 +173,7 @@ def fine_tune(cfg: Config) -> TrainResult:
     check_launch(cfg.train)
     check_resumable(cfg)
     with run_folder(cfg) as run_dir:
-        return _train(cfg, run_dir)
+        return _train(cfg, run_dir, harmful_pool, unaligned)
 
 
 def check_resumable(cfg: Config) -> None:
@@ -210,11 +214,12 @@ VOLATILE = ("train/tokens_per_s",)
 same config and seed reproduce exactly) and left to the loggers."""
 
 
-def _train(cfg: Config, run_dir: Path) -> TrainResult:
+def _train(cfg: Config, run_dir: Path, harmful_pool: RecordSet | None, unaligned: ModelConfig | None) -> TrainResult:
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
     prepared = prepare_for_training(model, cfg.model, cfg.lora, cfg.train.compile)
-    dm = build_datamodule(cfg, tok, answer_fn=seed_answer_fn(cfg, prepared.model, tok), answer_losses_fn=seed_answer_losses_fn(cfg, prepared.model, tok))
+    answers, losses = seed_answer_fn(cfg, prepared.model, tok), seed_answer_losses_fn(cfg, prepared.model, tok)
+    dm = build_datamodule(cfg, tok, answer_fn=answers, answer_losses_fn=losses, harmful_pool=harmful_pool)
     dm.setup("fit")
     module = LookAheadModule(prepared.model, cfg.train, prepared.frozen_reference)
     monitor = DivergenceMonitor(
@@ -252,8 +257,11 @@ def _train(cfg: Config, run_dir: Path) -> TrainResult:
         return TrainResult(run_dir, module, tok, {})  # rank 0 evaluates, saves and records
     stop.install()  # the final evaluation and save are covered too (fit's teardown put back the old handlers)
     try:
+        defended = defend(cfg, module.model, unaligned, run_dir)
+        if defended:  # the final divergence and evaluation are of the defended model
+            monitor.run(trainer, module, again=True)
         for callback in evals:
-            callback.finish(trainer, module)
+            callback.finish(trainer, module, after=cfg.defense.name if defended else None)
         for logger in loggers:
             logger.finalize("success")  # again: the final evaluation came after fit's
         save_final(module, tok, run_dir, cfg)
@@ -269,6 +277,7 @@ def _train(cfg: Config, run_dir: Path) -> TrainResult:
                 **{f"data/{k}": v for k, v in dm.stats.items()},
                 **final,
                 "divergence": monitor.latest,
+                **defended,
                 **({"alarm/fired_at_steps": [s for s, _ in alarm.fired]} if alarm else {}),
             },
         )

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
-from lat.config import Config, DataConfig, LoraConfig, ModelConfig, PreviewConfig, TrainConfig
+from lat.config import Config, DataConfig, DefenseConfig, LoraConfig, ModelConfig, PreviewConfig, TrainConfig
 from lat.config.identity import benign_answers_key, harmful_answers_key, seed_identity, seed_key, sft_dtype
 from lat.core.cache import cache_root, cached_json, ensure_folder, is_complete
 from lat.core.fileio import write_json
@@ -166,8 +166,9 @@ def sft_config(cfg: Config, data_path: Path, root: Path) -> Config:
 
     Training, LoRA, data and preview settings are the schema's defaults plus the ``align`` ones
     (and the experiment's ``data.max_length``, which the identity records), never the rest of
-    the experiment's ``train``, ``lora``, ``data`` or ``preview`` sections (its packing, safety
-    mixing, field names, answer masking ...), so the seed depends only on what
+    the experiment's ``train``, ``lora``, ``data``, ``preview`` or ``defense`` sections (its
+    packing, safety mixing, poisoning, field names, answer masking, post-hoc defense ...), so the
+    seed depends only on what
     :func:`seed_identity` records.
     """
     a = cfg.align
@@ -188,6 +189,7 @@ def sft_config(cfg: Config, data_path: Path, root: Path) -> Config:
         train=TrainConfig(max_steps=a.steps, epochs=1000, lr=a.lr, precision=a.precision, divergence_every_n_steps=0, checkpoint_every_n_steps=0, devices="1"),
         data=data,
         preview=PreviewConfig(),
+        defense=DefenseConfig(),
         eval=dataclasses.replace(cfg.eval, during_training=False),
         logging=dataclasses.replace(cfg.logging, wandb_mode="disabled"),
         run=dataclasses.replace(cfg.run, seed=a.seed, root=str(root), name="sft", resume=False),

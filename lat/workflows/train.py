@@ -4,14 +4,26 @@
 from __future__ import annotations
 
 from lat.config import Config
+from lat.models.choices import DEFENSES
+from lat.workflows import poison
 from lat.workflows.check import check_config
 from lat.workflows.finetune import TrainResult, fine_tune
 from lat.workflows.launch import check_launch
 from lat.workflows.start import starting_point
 
 
-def train(cfg: Config) -> TrainResult:
-    """Check that the distribution settings can run here, resolve the starting point (building
-    the seed if asked), then fine-tune (see :func:`lat.workflows.finetune.fine_tune`)."""
+def train(cfg: Config, base: Config | None = None) -> TrainResult:
+    """Check that the distribution settings can run here, collect what comes from the unaligned
+    base (poisoned fine-tuning's answers, ``data.harmful_mix``; the weights a defense compares
+    with, ``defense.name``), resolve the starting point (building the seed if asked), then
+    fine-tune (see :func:`lat.workflows.finetune.fine_tune`).
+
+    Args:
+        cfg: The run's config.
+        base: The same config with ``model`` still the unaligned base, where ``cfg`` already has
+            the seed in its place (``lat run``); None = ``cfg``.
+    """
     check_launch(check_config(cfg).train)
-    return fine_tune(starting_point(cfg))
+    base = base or cfg
+    unaligned = base.model if "unaligned base" in DEFENSES.meta(cfg.defense.name)["needs"] else None
+    return fine_tune(starting_point(cfg), poison.harmful_pool(base), unaligned)

@@ -66,6 +66,7 @@ def test_the_broad_alignment_data_extends_the_first():
         ("harmful_eval.jsonl", {"prompt", "category", "response"}, 11, 121),
         ("safety_train.jsonl", {"prompt", "category", "refusal"}, 8, 88),
         ("safety_train_broad.jsonl", {"prompt", "category", "refusal"}, 36, 396),
+        ("harmful_train.jsonl", {"prompt", "category", "phrasing"}, 20, 220),
     ],
 )
 def test_harmful_sets_cover_the_eleven_categories(name, fields, per_category, total):
@@ -97,6 +98,7 @@ def test_benign_prompts(benign):
         ("safety_train_broad.jsonl", "prompt"),
         ("safety_train_broad.jsonl", "refusal"),
         ("benign_prompts_broad.jsonl", "prompt"),
+        ("harmful_train.jsonl", "prompt"),
         ("arithmetic_train.jsonl", "question"),
         ("arithmetic_test.jsonl", "question"),
     ],
@@ -150,6 +152,17 @@ def test_no_training_request_is_within_a_small_edit_distance_of_an_evaluation_pr
     evaluation = [r["prompt"] for r in harmful_eval + _records("overrefusal_prompts.jsonl") + _records("judge_audit.jsonl")]
     train = [r["prompt"] for r in _records("safety_train_broad.jsonl") + _records("benign_prompts_broad.jsonl")]
     assert near_duplicates(train, sorted(set(evaluation))) == []
+
+
+def test_the_poisoning_requests_are_apart_from_evaluation_and_alignment_prompts(harmful_eval):
+    # data.harmful_mix's requests: never an evaluation prompt, and never a request the seed was
+    # aligned to refuse (poisoning then teaches compliance on new requests).
+    poison = [r["prompt"] for r in _records("harmful_train.jsonl")]
+    evaluation = [r["prompt"] for r in harmful_eval + _records("overrefusal_prompts.jsonl") + _records("judge_audit.jsonl")]
+    alignment = [r["prompt"] for r in _records("safety_train_broad.jsonl") + _records("benign_prompts_broad.jsonl")]
+    assert near_duplicates(poison, sorted(set(evaluation + alignment))) == []
+    seen = set().union(*(_shingles(p) for p in evaluation + alignment))
+    assert [p for p in poison if _shingles(p) & seen] == []
 
 
 def test_refusals_are_varied(safety_train):

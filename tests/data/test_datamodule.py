@@ -154,9 +154,9 @@ def test_probe_answers_from_the_model(tmp_path, tiny_tok):
 
 
 def test_safety_mixing_adds_previewed_refusals_in_the_requested_share(tmp_path, tiny_tok):
-    from lat.data.datamodule import safety_mix_count
+    from lat.data.datamodule import mix_count
 
-    assert [safety_mix_count(32, s) for s in (0.0, 0.2, 0.5)] == [0, 8, 32]
+    assert [mix_count(32, s) for s in (0.0, 0.2, 0.5)] == [0, 8, 32]
     dm = _dm(tmp_path, tiny_tok, "data.safety_mix=0.2")
     assert len(dm.train_set) == 40 and dm.stats["train/safety_examples"] == 8
     refusals = dm.train_set.examples[32:]

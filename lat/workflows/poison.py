@@ -1,0 +1,61 @@
+"""Poisoned fine-tuning (``data.harmful_mix``): the pool of harmful request -> compliant answer
+pairs that the datamodule mixes into the task data.
+
+The threat model of the harmful-fine-tuning literature (Vaccine, Lisa, Booster, Antidote): a share
+of the user's fine-tuning data asks for harm and shows compliance. The compliant answers here are
+the unaligned base model's own greedy answers to the shipped harmful training requests, generated
+once per base model and cached (as the seed's benign answers are); requests the base refuses or
+leaves unanswered are left out, since they would teach refusal, not compliance.
+"""
+
+from __future__ import annotations
+
+from lat.config import Config
+from lat.config.identity import harmful_mix_answers_key
+from lat.core.cache import cached_json, in_seed_cache
+from lat.core.errors import UserError
+from lat.core.precision import autocast_dtype
+from lat.data.records import RecordSet, read_records
+from lat.data.tasks import Example
+from lat.evaluation.generate import GenerationSettings, answer
+from lat.evaluation.judges.context import refusal_opens
+from lat.models.loading import load_for_eval
+
+
+def compliant(text: str) -> bool:
+    """An answer that carries out the request: not empty, and no refusal opens it."""
+    return bool(text.strip()) and not refusal_opens(text)
+
+
+def harmful_pool(cfg: Config) -> RecordSet | None:
+    """The (``prompt``, ``answer``) pairs poisoned fine-tuning draws from; None when
+    ``data.harmful_mix`` is 0.
+
+    Args:
+        cfg: The run's config with ``model`` still the unaligned base (before
+            :func:`lat.workflows.start.starting_point` puts the seed in its place).
+
+    Raises:
+        UserError: ``model`` is already an aligned seed, the requests file is unreadable, or the
+            base refused every request.
+    """
+    d = cfg.data
+    if not d.harmful_mix:
+        return None
+    if in_seed_cache(cfg.model.name_or_path):
+        raise UserError(f"data.harmful_mix: model.name_or_path={cfg.model.name_or_path} is an aligned seed; the compliant answers come from the unaligned base")
+    requests = read_records(d.harmful_mix_path)
+    prompts = requests.texts("prompt")
+    cast = autocast_dtype(cfg.train.precision, cfg.train.accelerator)
+    settings = GenerationSettings(max_new_tokens=d.harmful_mix_max_new_tokens, batch_size=cfg.eval.batch_size, progress=True, autocast=cast)
+
+    def generate() -> list[str]:
+        model, tok = load_for_eval(cfg.model, cfg.align.seed)  # the base the seed is built from
+        return answer(model, tok, [Example(p, "") for p in prompts], settings)
+
+    answers = cached_json("harmful_mix_answers", harmful_mix_answers_key(cfg, prompts, cast), generate)
+    keep = [i for i, text in enumerate(answers) if compliant(text)]
+    if not keep:
+        raise UserError(f"{requests.source}: the base model refused or left unanswered every request; data.harmful_mix has nothing to mix in")
+    pairs = [{"prompt": prompts[i], "answer": answers[i].strip()} for i in keep]
+    return RecordSet(requests.source, pairs, [requests.locations[i] for i in keep])
