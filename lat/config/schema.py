@@ -426,15 +426,24 @@ class AlignConfig:
 @dataclass
 class DefenseConfig:
     name: str = "none"
-    """A defense applied to the fine-tuned model before its final evaluation and save: ``none``
-    or ``safelora`` (Safe LoRA: :mod:`lat.models.safelora`; needs LoRA and an aligned seed with
-    its unaligned base). The epoch-end evaluations see the model as trained; the final
+    """A defense applied to the fine-tuned model before its final evaluation and save: ``none``,
+    ``safelora`` (Safe LoRA: :mod:`lat.models.safelora`) or ``antidote`` (Antidote:
+    :mod:`lat.models.antidote`); both need LoRA and an aligned seed with its unaligned base. The epoch-end evaluations see the model as trained; the final
     evaluation, the divergence measured after it and the saved adapter see it defended."""
     safelora_layers: int = 10
     """Safe LoRA: how many adapted layers get B projected (those whose update is least aligned:
     the lowest cos(C BA, BA)); the paper's default is 10."""
     safelora_threshold: Optional[float] = None
     """Safe LoRA: project every layer with cos(C BA, BA) at or below this instead of a count."""
+    antidote_share: float = 0.1
+    """Antidote: the share of each LoRA matrix row's weights set to 0, those of highest Wanda
+    score on the calibration data (the paper's 0.1)."""
+    antidote_calibration_path: Optional[str] = "pkg:assets/harmful_train.jsonl"
+    """Antidote: harmful requests (field ``prompt``) whose sequences, each with the unaligned base's
+    own compliant answer (as ``data.harmful_mix`` makes them), score the weights; the shipped set
+    is disjoint from every evaluation prompt."""
+    antidote_samples: int = 64
+    """Antidote: calibration sequences used (the first ones with a compliant answer)."""
 
 
 @dataclass
@@ -513,6 +522,7 @@ AT_LEAST_ONE = (
     "align.recovery_max_tokens",
     "align.harmful_max_new_tokens",
     "defense.safelora_layers",
+    "defense.antidote_samples",
 )
 """Settings that count something and must be >= 1 (when set: None means "all" or "off")."""
 AT_LEAST_ZERO = (
@@ -539,6 +549,7 @@ FRACTION = (
     "eval.judge.embedding_threshold",
     "eval.judge.context_unsafe_from",
     "eval.judge.context_safe_below",
+    "defense.antidote_share",
 )
 """Settings in [0, 1]."""
 SHARES = ("data.safety_mix", "data.harmful_mix")

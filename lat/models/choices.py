@@ -25,7 +25,9 @@ SCHEDULES.add("linear", "linear")
 SCHEDULES.add("cosine", "cosine")
 
 DEFENSES: Registry[Callable[..., Any] | None] = Registry("defense", setting="defense.name")
-"""``defense.name`` -> (peft model, unaligned base state dict, defense config) -> a report, applied
-after fine-tuning; registered with ``needs``: what the defense needs of the run."""
+"""``defense.name`` -> (peft model, tokenizer, config, unaligned-base config) -> (details, metrics),
+applied after fine-tuning (:mod:`lat.workflows.defend`); registered with ``needs``: what the
+defense needs of the run."""
 DEFENSES.add("none", None, needs=())
 DEFENSES.add_lazy("safelora", "lat.workflows.defend:safelora", needs=("lora", "unaligned base"))
+DEFENSES.add_lazy("antidote", "lat.workflows.defend:antidote", needs=("lora", "unaligned base", "calibration"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from lat.config import AlignConfig, Config, DataConfig, EvalConfig, LoggingConfig, ModelConfig, RunConfig, TrainConfig, apply_overrides, load_config, secrets
 from lat.core.cache import in_seed_cache
 from lat.core.errors import UserError
-from lat.core.paths import folder_name
+from lat.core.paths import folder_name, regular_file, resolve_path
 from lat.core.precision import AUTOCAST, WEIGHT_DTYPES
 from lat.core.registry import unknown_name
 from lat.data.metrics import TASK_METRICS
@@ -92,6 +92,11 @@ def _check_defense(cfg: Config) -> None:
     if "lora" in needs and not cfg.lora.enabled:
         raise UserError(f"defense.name={name}: changes LoRA's adapter weights; needs lora.enabled=true")
     seeded = cfg.align.enabled and (cfg.train.start_from == "seed" or in_seed_cache(cfg.model.name_or_path))
+    calibration = cfg.defense.antidote_calibration_path
+    if "calibration" in needs and not calibration:
+        raise UserError(f"defense.name={name}: needs harmful calibration data; set defense.antidote_calibration_path")
+    if "calibration" in needs and calibration:
+        regular_file(resolve_path(calibration), "no such file (defense.antidote_calibration_path)")
     if "unaligned base" in needs and not seeded:
         raise UserError(
             f"defense.name={name}: compares the aligned seed with the unaligned base it was aligned from; needs train.start_from=seed and align.enabled=true"

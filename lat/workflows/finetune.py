@@ -35,7 +35,7 @@ from lat.callbacks.divergence import DivergenceMonitor, shared_reference_cache
 from lat.callbacks.evaluation import EvalCallback, RecordLedger, SafetyEvalCallback, UtilityEvalCallback
 from lat.callbacks.interrupt import GracefulStop
 from lat.callbacks.packing import PackingCheck
-from lat.config import Config, ModelConfig, redact, secrets, to_dict
+from lat.config import Config, redact, secrets, to_dict
 from lat.config.identity import answer_losses_key, changed_settings, probe_answers_key, reference_identity
 from lat.core.cache import cached_json
 from lat.core.errors import RunStopped, UserError
@@ -160,12 +160,13 @@ def drift_alarm(cfg: Config, monitor: DivergenceMonitor) -> DriftAlarm | None:
     return DriftAlarm(monitor, t.drift_alarm_probe, t.drift_alarm_positions, t.drift_alarm_kl, t.drift_alarm_stop)
 
 
-def fine_tune(cfg: Config, harmful_pool: RecordSet | None = None, unaligned: ModelConfig | None = None) -> TrainResult:
+def fine_tune(cfg: Config, harmful_pool: RecordSet | None = None, base: Config | None = None) -> TrainResult:
     """Fine-tune ``model`` as configured (the model it names is the starting point: see
     :func:`lat.workflows.train.train` for ``train.start_from``); resume from
     ``checkpoints/last.ckpt`` with ``run.resume``. ``harmful_pool`` holds the pairs poisoned
     fine-tuning mixes in (``data.harmful_mix``: :func:`lat.workflows.poison.harmful_pool`);
-    ``unaligned`` is the base the seed was aligned from, for a defense that compares with it.
+    ``base`` is the run's config with ``model`` still the unaligned base the seed was aligned
+    from, for a defense that compares with it (``defense.name``).
 
     A mistake found before the first checkpoint (a bad data file, an unknown setting) removes
     the run folder this call created, so no partial run is left behind.
@@ -173,7 +174,7 @@ def fine_tune(cfg: Config, harmful_pool: RecordSet | None = None, unaligned: Mod
     check_launch(cfg.train)
     check_resumable(cfg)
     with run_folder(cfg) as run_dir:
-        return _train(cfg, run_dir, harmful_pool, unaligned)
+        return _train(cfg, run_dir, harmful_pool, base)
 
 
 def check_resumable(cfg: Config) -> None:
@@ -214,7 +215,7 @@ VOLATILE = ("train/tokens_per_s",)
 same config and seed reproduce exactly) and left to the loggers."""
 
 
-def _train(cfg: Config, run_dir: Path, harmful_pool: RecordSet | None, unaligned: ModelConfig | None) -> TrainResult:
+def _train(cfg: Config, run_dir: Path, harmful_pool: RecordSet | None, base: Config | None) -> TrainResult:
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
     prepared = prepare_for_training(model, cfg.model, cfg.lora, cfg.train.compile)
@@ -257,7 +258,7 @@ def _train(cfg: Config, run_dir: Path, harmful_pool: RecordSet | None, unaligned
         return TrainResult(run_dir, module, tok, {})  # rank 0 evaluates, saves and records
     stop.install()  # the final evaluation and save are covered too (fit's teardown put back the old handlers)
     try:
-        defended = defend(cfg, module.model, unaligned, run_dir)
+        defended = defend(cfg, module.model, tok, base, run_dir)
         if defended:  # the final divergence and evaluation are of the defended model
             monitor.run(trainer, module, again=True)
         for callback in evals:

@@ -29,25 +29,30 @@ def compliant(text: str) -> bool:
 
 def harmful_pool(cfg: Config) -> RecordSet | None:
     """The (``prompt``, ``answer``) pairs poisoned fine-tuning draws from; None when
-    ``data.harmful_mix`` is 0.
+    ``data.harmful_mix`` is 0 (:func:`compliant_pairs` of ``data.harmful_mix_path``)."""
+    return compliant_pairs(cfg, cfg.data.harmful_mix_path, "data.harmful_mix") if cfg.data.harmful_mix else None
+
+
+def compliant_pairs(cfg: Config, path: str, setting: str) -> RecordSet:
+    """Harmful requests of ``path`` with the unaligned base's own compliant greedy answers
+    (``data.harmful_mix_max_new_tokens`` tokens, cached), those it refuses or leaves empty left out.
 
     Args:
-        cfg: The run's config with ``model`` still the unaligned base (before
+        cfg: A config with ``model`` still the unaligned base (before
             :func:`lat.workflows.start.starting_point` puts the seed in its place).
+        path: The requests (field ``prompt``).
+        setting: The setting that asked, for messages.
 
     Raises:
         UserError: ``model`` is already an aligned seed, the requests file is unreadable, or the
             base refused every request.
     """
-    d = cfg.data
-    if not d.harmful_mix:
-        return None
     if in_seed_cache(cfg.model.name_or_path):
-        raise UserError(f"data.harmful_mix: model.name_or_path={cfg.model.name_or_path} is an aligned seed; the compliant answers come from the unaligned base")
-    requests = read_records(d.harmful_mix_path)
+        raise UserError(f"{setting}: model.name_or_path={cfg.model.name_or_path} is an aligned seed; the compliant answers come from the unaligned base")
+    requests = read_records(path)
     prompts = requests.texts("prompt")
     cast = autocast_dtype(cfg.train.precision, cfg.train.accelerator)
-    settings = GenerationSettings(max_new_tokens=d.harmful_mix_max_new_tokens, batch_size=cfg.eval.batch_size, progress=True, autocast=cast)
+    settings = GenerationSettings(max_new_tokens=cfg.data.harmful_mix_max_new_tokens, batch_size=cfg.eval.batch_size, progress=True, autocast=cast)
 
     def generate() -> list[str]:
         model, tok = load_for_eval(cfg.model, cfg.align.seed)  # the base the seed is built from
@@ -56,6 +61,6 @@ def harmful_pool(cfg: Config) -> RecordSet | None:
     answers = cached_json("harmful_mix_answers", harmful_mix_answers_key(cfg, prompts, cast), generate)
     keep = [i for i, text in enumerate(answers) if compliant(text)]
     if not keep:
-        raise UserError(f"{requests.source}: the base model refused or left unanswered every request; data.harmful_mix has nothing to mix in")
+        raise UserError(f"{requests.source}: the base model refused or left unanswered every request; {setting} has nothing to use")
     pairs = [{"prompt": prompts[i], "answer": answers[i].strip()} for i in keep]
     return RecordSet(requests.source, pairs, [requests.locations[i] for i in keep])

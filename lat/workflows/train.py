@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from lat.config import Config
-from lat.models.choices import DEFENSES
 from lat.workflows import poison
 from lat.workflows.check import check_config
 from lat.workflows.finetune import TrainResult, fine_tune
@@ -25,5 +24,4 @@ def train(cfg: Config, base: Config | None = None) -> TrainResult:
     """
     check_launch(check_config(cfg).train)
     base = base or cfg
-    unaligned = base.model if "unaligned base" in DEFENSES.meta(cfg.defense.name)["needs"] else None
-    return fine_tune(starting_point(cfg), poison.harmful_pool(base), unaligned)
+    return fine_tune(starting_point(cfg), poison.harmful_pool(base), base)

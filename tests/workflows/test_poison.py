@@ -109,7 +109,7 @@ def test_a_pool_from_the_seed_or_from_refusals_only_is_refused(tmp_path, monkeyp
         harmful_pool(cfg)
     path = _requests(tmp_path, ["Do harm A?"])
     monkeypatch.setattr(poison, "answer", lambda *a: ["I won't do that."])
-    with pytest.raises(UserError, match="refused or left unanswered every request"):
+    with pytest.raises(UserError, match="refused or left unanswered every request; data.harmful_mix has nothing"):
         harmful_pool(load_config(["experiment=smoke", "data.harmful_mix=0.1", f"data.harmful_mix_path={path}"]))
     with pytest.raises(UserError, match="missing.jsonl"):
         harmful_pool(load_config(["experiment=smoke", "data.harmful_mix=0.1", f"data.harmful_mix_path={tmp_path / 'missing.jsonl'}"]))
