@@ -152,7 +152,9 @@ def agent_overrides() -> list[str]:
     if not os.environ.get("WANDB_SWEEP_ID"):
         return []
     if not is_primary():  # a DDP rank Lightning started: rank 0's run, never a W&B run of its own
-        return json.loads(os.environ.get(AGENT_OVERRIDES, "[]"))
+        if AGENT_OVERRIDES not in os.environ:
+            raise UserError("under a W&B agent, start the DDP ranks with Lightning's launcher (train.devices=N), not torchrun or SLURM")
+        return json.loads(os.environ[AGENT_OVERRIDES])
     import wandb
 
     from lat.config.sweep import agent_overrides as from_config

@@ -214,7 +214,7 @@ def test_torchrun_starts_the_ranks_and_trains_as_lightnings_launcher_does(tmp_pa
     [
         ({"strategy": "fsdp"}, "train.strategy=fsdp: shards the weights"),
         ({"strategy": "deepspeed_stage_3"}, "train.strategy=deepspeed_stage_3: shards the weights"),
-        ({"strategy": "deepspeed_stage_2"}, "train.strategy=deepspeed_stage_2: needs CUDA GPUs"),
+        ({"strategy": "deepspeed_stage_2"}, "train.strategy=deepspeed_stage_2: saves checkpoints as folders"),
         ({"strategy": "ddp_spawn", "devices": "2"}, "use train.strategy=ddp"),
         ({"strategy": "dpp"}, "(did you mean 'ddp'?)"),
         ({"accelerator": "gpu"}, "train.accelerator=gpu: this machine has no CUDA GPU"),
@@ -288,3 +288,108 @@ def test_a_sweep_whose_points_cannot_run_here_is_refused_before_its_folder_exist
     out = run_lat("sweep", str(tmp_path / "ddp.yaml"), "train.strategy=fsdp", "--root", str(tmp_path / "runs"))
     assert out.returncode == 2 and "point 0" in out.stderr and "train.strategy=fsdp: shards the weights" in out.stderr
     assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------- collectives and launchers, without processes
+class _Strategy:
+    """Stands in for Lightning's DDP strategy: checks the device, answers with what the other ranks would."""
+
+    root_device = torch.device("meta")
+
+    def __init__(self, others: float, mine=lambda: 0, during=None):
+        self.others, self.mine, self.during = others, mine, during
+
+    def reduce(self, tensor, reduce_op="sum"):
+        assert tensor.device == self.root_device  # NCCL reduces tensors on the rank's GPU only
+        contributed = float(self.mine())  # (a meta tensor holds no value: the test says what it held)
+        if self.during:
+            self.during()  # a signal handler running while this rank waits in the all-reduce
+        return torch.tensor(max(self.others, contributed))
+
+
+def _trainer(strategy):
+    import types
+
+    return types.SimpleNamespace(world_size=2, strategy=strategy)
+
+
+def test_a_signal_is_agreed_on_by_all_ranks_and_one_arriving_during_the_all_reduce_is_kept_for_the_next_point(tmp_path):
+    from lat.callbacks.interrupt import GracefulStop
+
+    stop = GracefulStop(tmp_path / "last.ckpt")
+    assert stop._pending(_trainer(_Strategy(others=signal.SIGTERM)))  # rank 1 was signalled
+    assert stop.signum == signal.SIGTERM
+    late = GracefulStop(tmp_path / "last.ckpt")
+    mine = lambda: late.signum or 0  # noqa: E731
+    assert not late._pending(_trainer(_Strategy(others=0, mine=mine, during=lambda: setattr(late, "signum", signal.SIGINT))))
+    assert late.signum == signal.SIGINT  # not erased: the next point agrees on it
+    assert late._pending(_trainer(_Strategy(others=0, mine=mine)))
+
+
+def test_torchrun_with_other_devices_than_the_processes_it_started_is_refused(monkeypatch):
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="make 1 training process\\(es\\), but the launcher started 2"):
+        check_launch(TrainConfig(accelerator="cpu"))
+
+
+def test_fewer_examples_than_ranks_still_give_every_rank_a_batch():
+    ranks = [list(EpochSampler([5, 3, 4], batch_size=8, seed=0, num_replicas=8, rank=r)) for r in range(8)]
+    assert [len(r) for r in ranks] == [1] * 8 and sorted({i for r in ranks for i in r}) == [0, 1, 2]
+
+
+def test_a_checkpoint_of_another_world_size_is_refused(tmp_path):
+    import types
+
+    from lat.models.module import LookAheadModule
+    from lat.models.tiny import build_tiny_model
+
+    module = LookAheadModule(build_tiny_model(64), TrainConfig())
+    module._trainer = types.SimpleNamespace(world_size=1, global_rank=0)
+    with pytest.raises(UserError, match="checkpoint of 2 training process\\(es\\), resumed with 1"):
+        module.on_load_checkpoint({"world_size": 2})
+
+
+def test_the_launcher_variables_lightning_sets_in_rank_0_are_put_back(monkeypatch):
+    from lat.core.ranks import launcher_environment
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setenv("MASTER_PORT", "1234")
+    with launcher_environment():
+        os.environ["LOCAL_RANK"], os.environ["MASTER_PORT"] = "0", "999"
+    assert "LOCAL_RANK" not in os.environ and os.environ["MASTER_PORT"] == "1234"
+
+
+def test_a_node_of_lightnings_multi_node_launcher_must_name_its_run(monkeypatch):
+    import dataclasses
+
+    from lat.config import load_config
+
+    cfg = load_config(["experiment=smoke"])
+    monkeypatch.setenv("NODE_RANK", "1")
+    monkeypatch.delenv("LAT_RUN_DIR", raising=False)
+    with pytest.raises(UserError, match="run.name: not set"):
+        run_name(dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, name=None)))
+    monkeypatch.setenv("LAT_RUN_DIR", "/tmp/x")  # a rank that Lightning's launcher started on node 0 knows its folder
+    assert run_name(cfg) == "smoke"
+
+
+def test_a_loss_that_diverged_on_another_rank_stops_this_one_too():
+    import types
+
+    from lat.core.errors import RunStopped
+    from lat.models.module import LookAheadModule
+    from lat.models.tiny import build_tiny_model
+
+    class Diverged:
+        root_device = torch.device("cpu")
+
+        def reduce(self, tensor, reduce_op="sum"):
+            return tensor + torch.tensor([7.0, 1.0])  # the other rank: 7 answer tokens, a non-finite loss
+
+    module = LookAheadModule(build_tiny_model(64), TrainConfig())
+    module._trainer = types.SimpleNamespace(world_size=2, global_rank=0, strategy=Diverged(), global_step=3)
+    ids = torch.randint(0, 64, (1, 6))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.cat([torch.full((1, 3), -100), ids[:, 3:]], 1)}
+    with pytest.raises(RunStopped, match="training diverged"):  # this rank's own loss is finite
+        module.training_step(batch, 0)

@@ -89,10 +89,15 @@ class GracefulStop(L.Callback):
         """Whether to stop here. Under DDP every rank stops at the same step: a signal to any
         rank (a scheduler may signal one process, a terminal all of them at slightly different
         moments) is agreed on with one all-reduce, so no rank saves while another trains on."""
-        if trainer.world_size > 1:
-            agreed = trainer.strategy.reduce(torch.tensor(float(self.signum or 0)), reduce_op="max")
-            self.signum = int(agreed) or None
-        return self.signum is not None
+        if trainer.world_size <= 1:
+            return self.signum is not None
+        local = torch.tensor(float(self.signum or 0), device=trainer.strategy.root_device)  # NCCL reduces GPU tensors only
+        agreed = int(trainer.strategy.reduce(local, reduce_op="max"))
+        if agreed and self.signum is None:
+            self.signum = agreed  # another rank's signal, for the message
+        # The decision is the collective's alone: a signal arriving during the all-reduce stays
+        # noted and is agreed on at the next point, on every rank alike.
+        return bool(agreed)
 
     def _stop(self, trainer: L.Trainer) -> None:
         assert self.signum is not None

@@ -9,11 +9,12 @@ a Trainer exists (Lightning sets its own ``global_rank`` only inside ``fit``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from lat.core.errors import UserError
 
@@ -30,15 +31,44 @@ def is_primary() -> bool:
     return all(os.environ.get(name, "0").strip() in ("", "0") for name in RANK_VARIABLES)
 
 
+def external_world_size() -> int | None:
+    """How many processes torchrun or SLURM started at once (None when neither did)."""
+    world, tasks = os.environ.get("WORLD_SIZE", ""), os.environ.get("SLURM_NTASKS", "")
+    if ("TORCHELASTIC_RUN_ID" in os.environ or "GROUP_RANK" in os.environ) and world.isdigit():
+        return int(world)
+    return int(tasks) if tasks.isdigit() else None
+
+
 def launched_externally() -> bool:
-    """True when torchrun or SLURM started several processes of this command at once."""
-    world = os.environ.get("WORLD_SIZE", "1")
-    tasks = os.environ.get("SLURM_NTASKS", "1")
-    torchrun = "TORCHELASTIC_RUN_ID" in os.environ or "GROUP_RANK" in os.environ
-    return (torchrun and world.isdigit() and int(world) > 1) or (tasks.isdigit() and int(tasks) > 1)
+    """True when several processes of this command were started at once, each resolving its own
+    config: by torchrun or SLURM, or on every node of a multi-node run of Lightning's launcher
+    (``NODE_RANK`` set by the user, not by a rank 0 that names its run folder)."""
+    world = external_world_size()
+    node_launched = "NODE_RANK" in os.environ and RUN_DIR_VARIABLE not in os.environ
+    return (world is not None and world > 1) or node_launched
 
 
-def wait_for(ready: Callable[[], bool], what: str, where: Path, timeout_s: float = 3600.0, poll_s: float = 1.0) -> None:
+@contextlib.contextmanager
+def launcher_environment() -> Iterator[None]:
+    """Put back the launcher variables (:data:`LAUNCHER_VARIABLES`) as they were: Lightning's
+    launcher sets them in rank 0's own environment, where a later run in the same process would
+    take them for an external launcher's."""
+    saved = {name: os.environ.get(name) for name in LAUNCHER_VARIABLES}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+LAUNCHER_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+"""What Lightning's launcher writes into the environment of the process that starts the ranks."""
+
+
+def wait_for(ready: Callable[[], bool], what: str, where: Path, timeout_s: float = 6 * 3600.0, poll_s: float = 1.0) -> None:
     """Wait until rank 0 has made ``what`` (a rank > 0 never makes it itself).
 
     Args:

@@ -170,7 +170,8 @@ class EpochSampler(Sampler[int]):
         if self.position is not None:
             self.resume(*self.position())
         order = self.order(self.epoch)
-        order += order[: len(self) * self.num_replicas - len(order)]
+        while order and len(order) < len(self) * self.num_replicas:  # cycled: fewer examples than ranks too
+            order += order[: len(self) * self.num_replicas - len(order)]
         if self._resume is not None and self._resume[0] == self.epoch:
             order = order[self._resume[1] :]
         return iter(order[self.rank :: self.num_replicas])

@@ -15,7 +15,7 @@ from torch import nn
 from transformers import get_scheduler
 
 from lat.config import TrainConfig
-from lat.core.errors import RunStopped
+from lat.core.errors import RunStopped, UserError
 from lat.data.chat import IGNORE_INDEX
 from lat.models.choices import LOSSES, SCHEDULES
 from lat.models.divergence import position_sums, select_positions, shift_targets, token_divergence
@@ -151,7 +151,13 @@ class LookAheadModule(L.LightningModule):
 
     # ------------------------------------------------------------------ steps
     def _step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self._loss(batch)[0]
+        loss = self._loss(batch)[0]
+        self._check_finite(loss, not torch.isfinite(loss))
+        return loss
+
+    def _check_finite(self, loss: torch.Tensor, diverged: bool) -> None:
+        if diverged:
+            raise RunStopped(f"training diverged: loss is {loss.item()} at step {self.global_step + 1}")
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss (mean over the batch's answer tokens) and how many answer tokens it averages."""
@@ -162,16 +168,18 @@ class LookAheadModule(L.LightningModule):
         logits = self._logits(self.model, batch, columns)
         ref = self._reference_logits(batch, columns) if self.loss_needs_reference else None
         loss = self.loss_fn(logits, targets if columns is None else targets[:, columns], ref)
-        if not torch.isfinite(loss):
-            raise RunStopped(f"training diverged: loss is {loss.item()} at step {self.global_step + 1}")
         return loss, (targets != IGNORE_INDEX).sum()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, count = self._loss(batch)
         self._tokens += int(batch["tokens"] if "tokens" in batch else batch["attention_mask"].sum())
         world = self.trainer.world_size
-        if world > 1:
-            total = self.trainer.strategy.reduce(count.to(loss.device, torch.float32), reduce_op="sum")
+        if world <= 1:
+            self._check_finite(loss, not torch.isfinite(loss))
+        else:  # one all-reduce: the global answer tokens, and whether any rank diverged (all stop then)
+            local = torch.stack([count.to(loss.device, torch.float32), (~torch.isfinite(loss.detach())).float()])
+            total, diverged = self.trainer.strategy.reduce(local, reduce_op="sum")
+            self._check_finite(loss, bool(diverged))
             loss = global_token_share(loss, count, total, world)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=world > 1)
         return loss
@@ -204,6 +212,7 @@ class LookAheadModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = self.trainable_state_dict()
         checkpoint["rng"] = rng_state()
+        checkpoint["world_size"] = self.trainer.world_size
         if self.trainer.world_size > 1:  # every rank's stream, each resumed by its own rank
             checkpoint["rng_per_rank"] = gather_objects(checkpoint["rng"], self.trainer.world_size)
         # The latest logged values (train/loss, ...): a run resumed after its last step logs none.
@@ -211,6 +220,12 @@ class LookAheadModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         ranks, trainer = checkpoint.get("rng_per_rank", []), self._trainer
+        saved_world = checkpoint.get("world_size")
+        if trainer is not None and saved_world is not None and saved_world != trainer.world_size:
+            raise UserError(
+                f"checkpoint of {saved_world} training process(es), resumed with {trainer.world_size}: the global batch order and the "
+                f"schedule would change; resume with train.devices x train.num_nodes = {saved_world}"
+            )
         same_world = trainer is not None and len(ranks) == trainer.world_size
         state = ranks[trainer.global_rank] if same_world else checkpoint.get("rng")
         if state is not None:  # dropout continues with the random stream it stopped in

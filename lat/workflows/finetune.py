@@ -41,7 +41,7 @@ from lat.core.cache import cached_json
 from lat.core.errors import RunStopped, UserError
 from lat.core.fileio import atomic_folder
 from lat.core.precision import autocast_dtype, resolve_precision
-from lat.core.ranks import RUN_DIR_VARIABLE, is_primary
+from lat.core.ranks import RUN_DIR_VARIABLE, is_primary, launcher_environment
 from lat.core.registry import unknown_name
 from lat.data.records import RecordSet
 from lat.evaluation.generate import GenerationSettings, answer
@@ -249,7 +249,7 @@ def _train(cfg: Config, run_dir: Path, harmful_pool: RecordSet | None, base: Con
         # Lightning cannot see that EpochSampler continues the epoch where it stopped.
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     try:
-        with exported(RUN_DIR_VARIABLE, str(run_dir)):  # what the ranks Lightning starts open
+        with exported(RUN_DIR_VARIABLE, str(run_dir)), launcher_environment():  # what the ranks Lightning starts open
             trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
     except RunStopped as e:
         kept = f"; last checkpoint: {last} (step {checkpoint_step(last)})" if last.exists() and "checkpoint saved" not in str(e) else ""

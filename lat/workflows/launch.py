@@ -3,31 +3,33 @@
 so an impossible setting costs one line and exit code 2, and nothing is written.
 
 What runs: ``ddp`` (Lightning starts one process per device from the command line, or torchrun /
-SLURM start them; CPU processes talk over gloo), and ``deepspeed`` stages 1 and 2 on CUDA GPUs.
-Refused: strategies that fork or spawn the training from inside the launching process
-(``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``: lat's callbacks and run folder live in the
-process that runs the recipe), and those that shard the weights (``fsdp*``, ``deepspeed_stage_3*``:
-the divergence monitor and the evaluations run the model on rank 0 alone, and a forward pass
-over sharded weights needs every rank).
+SLURM start them; CPU processes talk over gloo). Refused: strategies that fork or spawn the
+training from inside the launching process (``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``: lat's
+callbacks and run folder live in the process that runs the recipe), those that shard the weights
+(``fsdp*``, ``deepspeed_stage_3*``: the divergence monitor and the evaluations run the model on
+rank 0 alone, and a forward pass over sharded weights needs every rank), and DeepSpeed's others
+(their checkpoints are folders, which lat's resume does not read yet).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 from lat.config import TrainConfig
 from lat.core.errors import UserError
+from lat.core.ranks import external_world_size
 from lat.core.registry import unknown_name
 
 IN_PROCESS = ("ddp_spawn", "ddp_fork", "ddp_notebook")
 """Strategy name prefixes that run the training in children of the launching process."""
 SHARDED = ("fsdp", "deepspeed_stage_3")
 """Strategy name prefixes that shard the weights across ranks."""
+FOLDER_CHECKPOINTS = ("deepspeed",)
+"""Strategy name prefixes whose checkpoints are folders, which lat's resume does not read."""
 LAUNCHER_ENVIRONMENTS = {
     "torchrun": ("TORCHELASTIC_RUN_ID",),
     "SLURM": ("SLURM_NTASKS",),
-    "Lightning's own launcher on each node": ("MASTER_ADDR", "NODE_RANK"),
+    "Lightning's own launcher on each node": ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK"),
 }
 """Environment variables that tell Lightning how the nodes of a multi-node run meet."""
 
@@ -53,6 +55,12 @@ def _cuda_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def _mps() -> bool:
+    import torch
+
+    return bool(torch.backends.mps.is_available())
+
+
 def _check_strategy(t: TrainConfig, cuda: int) -> None:
     if t.strategy.startswith(IN_PROCESS):
         raise UserError(
@@ -62,21 +70,23 @@ def _check_strategy(t: TrainConfig, cuda: int) -> None:
     if t.strategy.startswith(SHARDED):
         raise UserError(
             f"train.strategy={t.strategy}: shards the weights across ranks, and lat's divergence monitor and evaluations run the model "
-            "on rank 0 alone; use train.strategy=ddp (LoRA's trainable weights are small) or deepspeed_stage_2"
+            "on rank 0 alone; use train.strategy=ddp (LoRA's trainable weights are small)"
         )
-    usable = [n for n in _strategy_names() if not n.startswith((*IN_PROCESS, *SHARDED))]
+    if t.strategy.startswith(FOLDER_CHECKPOINTS):
+        raise UserError(
+            f"train.strategy={t.strategy}: saves checkpoints as folders, which lat's resume and drift-alarm stop do not read yet; use train.strategy=ddp"
+        )
+    usable = [n for n in _strategy_names() if not n.startswith((*IN_PROCESS, *SHARDED, *FOLDER_CHECKPOINTS))]
     if t.strategy not in usable:
         raise unknown_name("train.strategy", "strategy", t.strategy, usable)
-    if t.strategy.startswith("deepspeed") and not cuda:
-        raise UserError(f"train.strategy={t.strategy}: needs CUDA GPUs and this machine has none; on CPU use train.strategy=ddp")
-    if t.strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
-        raise UserError(f"train.strategy={t.strategy}: needs the deepspeed package (pip install deepspeed)")
 
 
 def _check_devices(t: TrainConfig, cuda: int) -> None:
     wants_gpu = t.accelerator in ("gpu", "cuda")
-    if wants_gpu and not cuda:
+    if wants_gpu and not cuda and (t.accelerator == "cuda" or not _mps()):  # gpu is CUDA or Apple's MPS to Lightning
         raise UserError(f"train.accelerator={t.accelerator}: this machine has no CUDA GPU; use train.accelerator=cpu (or auto)")
+    if wants_gpu and not cuda:
+        return
     if t.devices == "auto":
         return
     listed = [int(d) for d in t.devices.split(",") if d.strip()]
@@ -144,4 +154,10 @@ def check_launch(t: TrainConfig) -> int:
             f"train.accelerator={t.accelerator}, train.strategy={t.strategy}, train.devices={t.devices}, "
             f"train.num_nodes={t.num_nodes}: Lightning cannot set them up ({first})"
         ) from None
+    started = external_world_size()
+    if started is not None and started > 1 and trainer.world_size != started:
+        raise UserError(
+            f"train.devices={t.devices}, train.num_nodes={t.num_nodes} make {trainer.world_size} training process(es), but the launcher "
+            f"started {started}; set train.devices to the processes per node and train.num_nodes to the nodes (and train.strategy=ddp)"
+        )
     return trainer.world_size

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from lat.config import Config
+from lat.runs.folder import run_name
 from lat.workflows import poison
 from lat.workflows.check import check_config
 from lat.workflows.finetune import TrainResult, fine_tune
@@ -23,5 +24,6 @@ def train(cfg: Config, base: Config | None = None) -> TrainResult:
             the seed in its place (``lat run``); None = ``cfg``.
     """
     check_launch(check_config(cfg).train)
+    run_name(cfg)  # under torchrun or SLURM: refused unnamed before the seed is built
     base = base or cfg
     return fine_tune(starting_point(cfg), poison.harmful_pool(base), base)
