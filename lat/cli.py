@@ -264,6 +264,13 @@ def _report_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also write the map: each preview against Vanilla FT of the same learning rate, epochs, LoRA or full (map.md, map_deltas.png, map_kl.png)",
     )
+    p.add_argument(
+        "--worst-case",
+        action="store_true",
+        help="also write each method's lowest RSR / JSR over attacker settings (learning rate, epochs, poison share) above a utility floor (worst_case.md)",
+    )
+    p.add_argument("--floor-share", type=float, default=0.8, help="--worst-case: the utility floor as a share of Vanilla FT's best utility (default 0.8)")
+    p.add_argument("--utility-floor", type=float, default=None, help="--worst-case: an absolute utility floor (a fraction) instead")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -279,6 +286,13 @@ def _report(args: argparse.Namespace) -> int:
 
         write_map(paths, out, keys)
         print((out / "map.md").read_text())
+    if args.worst_case:
+        from lat.reporting.worst import write_worst_case
+
+        if not 0 < args.floor_share <= 1:
+            raise UserError(f"--floor-share: must be in (0, 1], got {args.floor_share}")
+        write_worst_case(paths, out, args.utility_floor, args.floor_share)
+        print((out / "worst_case.md").read_text())
     print(out)
     return 0
 

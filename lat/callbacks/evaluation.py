@@ -79,6 +79,7 @@ class EvalCallback(L.Callback):
         metrics, samples = self.evaluate(module.model, self.tokenizer)
         if after is not None:
             metrics = {**metrics, "after": after}
+            samples = [{**row, "after": after} for row in samples]
         numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         for logger in trainer.loggers:
             logger.log_metrics(numeric, step=trainer.global_step)

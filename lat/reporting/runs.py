@@ -125,7 +125,8 @@ def _order(value) -> tuple:
 def _plain(r: Run) -> bool:
     """Trained with cross-entropy on the task data alone (no mixing, no SDFT rewrites), the loss on
     every answer token and the strategy on every example (none of the map's variants: masked
-    previews, skipped answer tokens, preview dropout)."""
+    previews, skipped answer tokens, preview dropout), and no post-hoc defense. Poisoned runs
+    (``data.harmful_mix``) still count: the poison is the attacker's, not the method's."""
     return (
         r.config.get("train.loss", "ce") == "ce"
         and not r.config.get("data.safety_mix")
@@ -133,6 +134,7 @@ def _plain(r: Run) -> bool:
         and not r.config.get("preview.mask_preview")
         and not r.config.get("preview.mask_answer_tokens")
         and not r.config.get("preview.dropout")
+        and r.config.get("defense.name", "none") == "none"
     )
 
 

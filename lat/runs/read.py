@@ -93,7 +93,8 @@ its re-judged outcomes and rate replace the recorded ones."""
 
 
 def last_evaluation_rows(path: Path) -> list[dict]:
-    """The records of the last evaluation (highest ``step``) in a samples-like jsonl file.
+    """The records of the last evaluation (highest ``step``; of those, the ones a post-hoc defense's
+    evaluation marked ``after``) in a samples-like jsonl file.
 
     Raises:
         UserError: A line that is not a JSON object with a ``metric``, or a non-integer step.
@@ -114,7 +115,9 @@ def last_evaluation_rows(path: Path) -> list[dict]:
             rows.append(row)
     steps = [r["step"] if r.get("step") is not None else -1 for r in rows]
     last = max(steps, default=-1)
-    return [r for r, step in zip(rows, steps) if step == last]
+    final = [r for r, step in zip(rows, steps) if step == last]
+    defended = [r for r in final if r.get("after")]  # a post-hoc defense's evaluation of the same step
+    return defended or final
 
 
 def _item(r: dict) -> str:
