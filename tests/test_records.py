@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from lat.cli import main
 
 RECORDS = Path(__file__).resolve().parents[1] / "experiments" / "records"
 
 
-def test_the_map_cell_records_rebuild_the_published_map(tmp_path, capsys):
-    kept = RECORDS / "map_full_1e-4"
+@pytest.mark.parametrize("cell", ["map_full_1e-4", "map_full_2e-4"])
+def test_the_map_cell_records_rebuild_the_published_map(cell, tmp_path, capsys):
+    kept = RECORDS / cell
     assert main(["report", str(kept / "map_scale"), str(kept / "seed"), "--out", str(tmp_path), "--map"]) == 0
     assert (tmp_path / "map.md").read_text() == (kept / "report" / "map.md").read_text()
