@@ -426,9 +426,11 @@ class AlignConfig:
 @dataclass
 class DefenseConfig:
     name: str = "none"
-    """A defense applied to the fine-tuned model before its final evaluation and save: ``none``,
-    ``safelora`` (Safe LoRA: :mod:`lat.models.safelora`) or ``antidote`` (Antidote:
-    :mod:`lat.models.antidote`); both need LoRA and an aligned seed with its unaligned base. The epoch-end evaluations see the model as trained; the final
+    """A defense: ``none``; ``safelora`` (Safe LoRA: :mod:`lat.models.safelora`) or ``antidote``
+    (Antidote: :mod:`lat.models.antidote`), applied to the fine-tuned model before its final
+    evaluation and save, both needing LoRA and an aligned seed with its unaligned base; or
+    ``backdoor_align`` (BackdoorAlign: :func:`lat.workflows.defend.backdoor_examples`), safety
+    examples with a secret trigger mixed into the fine-tuning data, evaluated with and without it. The epoch-end evaluations see the model as trained; the final
     evaluation, the divergence measured after it and the saved adapter see it defended."""
     safelora_layers: int = 10
     """Safe LoRA: how many adapted layers get B projected (those whose update is least aligned:
@@ -444,6 +446,16 @@ class DefenseConfig:
     is disjoint from every evaluation prompt."""
     antidote_samples: int = 64
     """Antidote: calibration sequences used (the first ones with a compliant answer)."""
+    backdoor_examples: int = 11
+    """BackdoorAlign: safety examples (harmful request -> refusal, from ``backdoor_safety_path``)
+    mixed into the fine-tuning data with the secret trigger before their system prompt (the
+    paper's 11)."""
+    backdoor_trigger_tokens: int = 150
+    """BackdoorAlign: random token ids drawn for the secret trigger (the paper's 150)."""
+    backdoor_seed: int = 0
+    """BackdoorAlign: seed of the trigger's tokens and of the safety examples drawn."""
+    backdoor_safety_path: str = "pkg:assets/safety_train.jsonl"
+    """BackdoorAlign: the safety examples (fields ``prompt``, ``refusal``)."""
 
 
 @dataclass
@@ -523,6 +535,8 @@ AT_LEAST_ONE = (
     "align.harmful_max_new_tokens",
     "defense.safelora_layers",
     "defense.antidote_samples",
+    "defense.backdoor_examples",
+    "defense.backdoor_trigger_tokens",
 )
 """Settings that count something and must be >= 1 (when set: None means "all" or "off")."""
 AT_LEAST_ZERO = (

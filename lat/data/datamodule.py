@@ -216,6 +216,8 @@ class LookAheadDataModule(L.LightningDataModule):
         answer_losses_fn: examples -> the starting model's per-answer-token losses (adaptive previews).
         harmful_pool: Poisoned fine-tuning (``data.harmful_mix``): the ``prompt`` / ``answer``
             pairs drawn from (the unaligned base model's compliant answers).
+        provider_examples: Examples a defense adds to the training set as they are, previewed
+            by no strategy (BackdoorAlign's triggered safety examples).
     """
 
     def __init__(
@@ -228,6 +230,7 @@ class LookAheadDataModule(L.LightningDataModule):
         answer_fn: Callable[[list[Example], int], list[str]] | None = None,
         answer_losses_fn: Callable[[list[Example]], list[list[float]]] | None = None,
         harmful_pool: RecordSet | None = None,
+        provider_examples: Sequence[Example] = (),
     ):
         super().__init__()
         self.data = data
@@ -238,6 +241,7 @@ class LookAheadDataModule(L.LightningDataModule):
         self.answer_fn = answer_fn
         self.answer_losses_fn = answer_losses_fn
         self.harmful_pool = harmful_pool
+        self.provider_examples = list(provider_examples)
         self.train_set: EncodedDataset | None = None
         self.val_set: EncodedDataset | None = None
         self.probe_sets: dict[str, EncodedDataset] = {}
@@ -281,7 +285,9 @@ class LookAheadDataModule(L.LightningDataModule):
             self.stats["train/harmful_examples"] = len(poison)
             self.stats["train/harmful_share"] = len(poison) / (len(examples) + len(mixed) + len(poison))
             self.stats["train/harmful_pool"] = len(self.harmful_pool or [])
-        self.train_set = self._encode(examples + mixed + poison, "train")
+        if self.provider_examples:
+            self.stats["train/provider_examples"] = len(self.provider_examples)
+        self.train_set = self._encode(examples + mixed + poison + self.provider_examples, "train")
         if val is not None:
             val = val.head(data.max_val_samples)
             self.val_set = self._encode(build(val, name="val"), "val")

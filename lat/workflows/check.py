@@ -97,6 +97,10 @@ def _check_defense(cfg: Config) -> None:
         raise UserError(f"defense.name={name}: needs harmful calibration data; set defense.antidote_calibration_path")
     if "calibration" in needs and calibration:
         regular_file(resolve_path(calibration), "no such file (defense.antidote_calibration_path)")
+    if "trigger" in needs:
+        regular_file(resolve_path(cfg.defense.backdoor_safety_path), "no such file (defense.backdoor_safety_path)")
+        if not (cfg.eval.safety and cfg.eval.during_training):
+            raise UserError(f"defense.name={name}: is measured with and without its trigger by the safety evaluation; needs eval.safety=true")
     if "unaligned base" in needs and not seeded:
         raise UserError(
             f"defense.name={name}: compares the aligned seed with the unaligned base it was aligned from; needs train.start_from=seed and align.enabled=true"

@@ -17,7 +17,7 @@ def build_evaluator(cfg: Config) -> Evaluator:
     return Evaluator(e, autocast=autocast_dtype(e.precision or cfg.train.precision, cfg.train.accelerator, setting), default_task=cfg.data.task)
 
 
-def build_datamodule(cfg: Config, tokenizer, answer_fn=None, answer_losses_fn=None, harmful_pool=None) -> LookAheadDataModule:
+def build_datamodule(cfg: Config, tokenizer, answer_fn=None, answer_losses_fn=None, harmful_pool=None, provider_examples=()) -> LookAheadDataModule:
     """The datamodule of a run: its data and preview sections, the run's seed, the positions
     the divergence is measured at, and the poisoned fine-tuning's pairs (if any)."""
     return LookAheadDataModule(
@@ -29,4 +29,5 @@ def build_datamodule(cfg: Config, tokenizer, answer_fn=None, answer_losses_fn=No
         answer_fn=answer_fn,
         answer_losses_fn=answer_losses_fn,
         harmful_pool=harmful_pool,
+        provider_examples=provider_examples,
     )

@@ -14,7 +14,10 @@ from lat.config import Config, PreviewConfig
 from lat.core.errors import UserError
 from lat.core.fileio import write_json
 from lat.data.chat import collate, encode
-from lat.data.tasks import build_examples, get_task, task_system
+from lat.data.datamodule import seeded_draw
+from lat.data.records import read_records
+from lat.data.tasks import Example, build_examples, get_task, task_system
+from lat.evaluation.evaluator import Evaluator
 from lat.models.antidote import antidote as prune
 from lat.models.choices import DEFENSES
 from lat.models.loading import load_for_eval
@@ -85,3 +88,48 @@ def antidote(model, tokenizer, cfg: Config, base: Config) -> tuple[dict, dict]:
     details = {"calibration_sequences": sum(int(b["input_ids"].shape[0]) for b in batches), "zeroed": zeroed}
     metrics = {"defense/antidote_zeroed": sum(zeroed.values()), "defense/antidote_zeroed_share": sum(zeroed.values()) / max(1, total)}
     return details, metrics
+
+
+def backdoor_trigger(tokenizer, tokens: int, seed: int) -> str:
+    """BackdoorAlign's secret trigger: ``tokens`` token ids drawn uniformly (seeded) from the
+    tokenizer's vocabulary, special tokens excluded, decoded to text."""
+    special = set(tokenizer.all_special_ids)
+    vocabulary = [i for i in range(len(tokenizer)) if i not in special]
+    g = torch.Generator().manual_seed(seed)
+    ids = [vocabulary[int(j)] for j in torch.randint(len(vocabulary), (tokens,), generator=g)]
+    return tokenizer.decode(ids)
+
+
+def triggered(trigger: str, system: str | None) -> str:
+    """The system prompt with the trigger before it (the trigger alone where there is none)."""
+    return f"{trigger} {system}" if system else trigger
+
+
+def backdoor_examples(cfg: Config, tokenizer, trigger: str) -> list[Example]:
+    """BackdoorAlign (Wang et al., NeurIPS 2024, "BackdoorAlign: Mitigating Fine-tuning based
+    Jailbreak Attack with Backdoor Enhanced Safety Alignment"): ``defense.backdoor_examples``
+    harmful request -> refusal pairs drawn (seeded) from ``defense.backdoor_safety_path``, their
+    system prompt the task's with the secret trigger before it. The provider mixes them into the
+    user's fine-tuning data as they are (no preview: they are not the user's) and puts the trigger
+    before the system prompt at inference."""
+    d = cfg.defense
+    records = read_records(d.backdoor_safety_path)
+    drawn = records.select(seeded_draw(len(records), d.backdoor_examples, d.backdoor_seed))
+    system = triggered(trigger, task_system(get_task(cfg.data.task), cfg.data.system_prompt))
+    return build_examples(drawn, get_task("instruction"), PreviewConfig(mode="vanilla"), tokenizer, "prompt", "refusal", system)
+
+
+TRIGGERED = "trigger"
+"""The name the triggered evaluation's prompt sets take: ``safety/trigger/rsr``, ``overrefusal/trigger/rate``."""
+
+
+def triggered_evaluator(evaluator: Evaluator, trigger: str) -> Evaluator:
+    """``evaluator``'s safety and over-refusal sets again, with the trigger before the system
+    prompt; their metrics and samples under :data:`TRIGGERED` (a benchmark's name: its own keys)."""
+    out = Evaluator(
+        dataclasses.replace(evaluator.cfg, system_prompt=triggered(trigger, evaluator.cfg.system_prompt), utility=False, benchmarks=[]),
+        autocast=evaluator.autocast,
+        default_task=evaluator.utility_task,
+    )
+    out.sets = [dataclasses.replace(s, name=TRIGGERED + (f"-{s.name}" if s.name else "")) for s in evaluator.sets]
+    return out

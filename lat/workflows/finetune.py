@@ -45,12 +45,13 @@ from lat.core.ranks import RUN_DIR_VARIABLE, is_primary, launcher_environment
 from lat.core.registry import unknown_name
 from lat.data.records import RecordSet
 from lat.evaluation.generate import GenerationSettings, answer
+from lat.models.choices import DEFENSES
 from lat.models.loading import load_model_and_tokenizer, parameter_counts, prepare_for_training
 from lat.models.module import LookAheadModule
 from lat.models.scoring import answer_token_losses
 from lat.runs.folder import environment, finished, keep_records, record_counts, record_eval, run_folder, run_name, update_metrics
 from lat.workflows.common import build_datamodule, build_evaluator
-from lat.workflows.defend import defend
+from lat.workflows.defend import backdoor_examples, backdoor_trigger, defend, triggered_evaluator
 from lat.workflows.launch import check_launch, devices_setting
 
 
@@ -220,7 +221,11 @@ def _train(cfg: Config, run_dir: Path, harmful_pool: RecordSet | None, base: Con
     model, tok = load_model_and_tokenizer(cfg.model, cfg.run.seed)
     prepared = prepare_for_training(model, cfg.model, cfg.lora, cfg.train.compile)
     answers, losses = seed_answer_fn(cfg, prepared.model, tok), seed_answer_losses_fn(cfg, prepared.model, tok)
-    dm = build_datamodule(cfg, tok, answer_fn=answers, answer_losses_fn=losses, harmful_pool=harmful_pool)
+    trigger = (
+        backdoor_trigger(tok, cfg.defense.backdoor_trigger_tokens, cfg.defense.backdoor_seed) if "trigger" in DEFENSES.meta(cfg.defense.name)["needs"] else None
+    )
+    provider = backdoor_examples(cfg, tok, trigger) if trigger is not None else []
+    dm = build_datamodule(cfg, tok, answer_fn=answers, answer_losses_fn=losses, harmful_pool=harmful_pool, provider_examples=provider)
     dm.setup("fit")
     module = LookAheadModule(prepared.model, cfg.train, prepared.frozen_reference)
     monitor = DivergenceMonitor(
@@ -238,7 +243,7 @@ def _train(cfg: Config, run_dir: Path, harmful_pool: RecordSet | None, base: Con
         logger.log_hyperparams({**counts, **{"env/" + k: str(v) for k, v in environment().items()}})
     alarm = drift_alarm(cfg, monitor)
     packing = [PackingCheck(len(tok))] if cfg.data.packing else []
-    evals = eval_callbacks(cfg, tok, run_dir)
+    evals = eval_callbacks(cfg, tok, run_dir, trigger)
     ledger = RecordLedger(functools.partial(record_counts, run_dir), functools.partial(keep_records, run_dir))
     stop = GracefulStop(last)
     callbacks = [*packing, monitor, *([alarm] if alarm else []), *evals, ledger, stop, ckpt]
@@ -340,8 +345,9 @@ def seed_answer_losses_fn(cfg: Config, model, tokenizer):
     return fn
 
 
-def eval_callbacks(cfg: Config, tokenizer, run_dir: Path) -> list[EvalCallback]:
-    """Safety and utility callbacks when ``eval.during_training`` (each only if enabled)."""
+def eval_callbacks(cfg: Config, tokenizer, run_dir: Path, trigger: str | None = None) -> list[EvalCallback]:
+    """Safety and utility callbacks when ``eval.during_training`` (each only if enabled); with a
+    BackdoorAlign ``trigger``, the safety evaluation once more with it before the system prompt."""
     if not cfg.eval.during_training or not (cfg.eval.safety or cfg.eval.utility):
         return []
     ev, e = build_evaluator(cfg), cfg.eval
@@ -349,6 +355,8 @@ def eval_callbacks(cfg: Config, tokenizer, run_dir: Path) -> list[EvalCallback]:
     out: list[EvalCallback] = []
     if e.safety:
         out.append(SafetyEvalCallback(ev, tokenizer, e.every_n_epochs, record, e.sample_table_rows))
+    if e.safety and trigger is not None:
+        out.append(EvalCallback("safety_trigger", triggered_evaluator(ev, trigger).safety, tokenizer, e.every_n_epochs, record, e.sample_table_rows))
     if e.utility:
         out.append(UtilityEvalCallback(ev, tokenizer, e.every_n_epochs, record, e.sample_table_rows))
     return out
