@@ -430,7 +430,9 @@ class DefenseConfig:
     (Antidote: :mod:`lat.models.antidote`), applied to the fine-tuned model before its final
     evaluation and save, both needing LoRA and an aligned seed with its unaligned base; or
     ``backdoor_align`` (BackdoorAlign: :func:`lat.workflows.defend.backdoor_examples`), safety
-    examples with a secret trigger mixed into the fine-tuning data, evaluated with and without it. The epoch-end evaluations see the model as trained; the final
+    examples with a secret trigger mixed into the fine-tuning data, evaluated with and without it;
+    or ``lisa`` (Lisa: :mod:`lat.callbacks.lisa`), alignment and task steps in turn with a
+    proximal term. The epoch-end evaluations see the model as trained; the final
     evaluation, the divergence measured after it and the saved adapter see it defended."""
     safelora_layers: int = 10
     """Safe LoRA: how many adapted layers get B projected (those whose update is least aligned:
@@ -456,6 +458,14 @@ class DefenseConfig:
     """BackdoorAlign: seed of the trigger's tokens and of the safety examples drawn."""
     backdoor_safety_path: str = "pkg:assets/safety_train.jsonl"
     """BackdoorAlign: the safety examples (fields ``prompt``, ``refusal``)."""
+    lisa_alignment_steps: Optional[int] = None
+    """Lisa: steps per alignment state (None: the paper's 100, scaled down for runs under 1,000 steps)."""
+    lisa_task_steps: Optional[int] = None
+    """Lisa: steps per task state (None: the paper's 900, scaled the same way)."""
+    lisa_rho: float = 1.0
+    """Lisa: weight of the proximal term rho / 2 * ||theta - theta_switch||^2 (the paper's 1)."""
+    lisa_alignment_path: str = "pkg:assets/safety_train.jsonl"
+    """Lisa: the alignment data (fields ``prompt``, ``refusal``) of the alignment states."""
 
 
 @dataclass
@@ -537,6 +547,8 @@ AT_LEAST_ONE = (
     "defense.antidote_samples",
     "defense.backdoor_examples",
     "defense.backdoor_trigger_tokens",
+    "defense.lisa_alignment_steps",
+    "defense.lisa_task_steps",
 )
 """Settings that count something and must be >= 1 (when set: None means "all" or "off")."""
 AT_LEAST_ZERO = (
@@ -549,6 +561,7 @@ AT_LEAST_ZERO = (
     "train.gradient_clip_val",
     "eval.sample_table_rows",
     "preview.mask_answer_tokens",
+    "defense.lisa_rho",
 )
 """Counts and amounts where 0 means none or off."""
 POSITIVE = ("train.lr", "align.lr")

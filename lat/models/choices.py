@@ -32,3 +32,4 @@ DEFENSES.add("none", None, needs=())
 DEFENSES.add_lazy("safelora", "lat.workflows.defend:safelora", needs=("lora", "unaligned base"))
 DEFENSES.add_lazy("antidote", "lat.workflows.defend:antidote", needs=("lora", "unaligned base", "calibration"))
 DEFENSES.add("backdoor_align", None, needs=("trigger",))  # data and evaluation only: nothing after fit
+DEFENSES.add("lisa", None, needs=("alignment states",))  # during training: lat.callbacks.lisa

@@ -76,6 +76,8 @@ class LookAheadModule(L.LightningModule):
         self._clock: float | None = None
         self.restored_metrics: dict[str, float] = {}
         self._column_logits = _accepts_logits_to_keep(model)
+        self.regularizers: list = []
+        """(module) -> a scalar added to each step's objective, or None (a defense's proximal term)."""
 
     # ------------------------------------------------------------------ forward passes
     def _logits(self, net: nn.Module, batch: dict[str, torch.Tensor], columns: torch.Tensor | None) -> torch.Tensor:
@@ -182,7 +184,13 @@ class LookAheadModule(L.LightningModule):
             self._check_finite(loss, bool(diverged))
             loss = global_token_share(loss, count, total, world)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=world > 1)
-        return loss
+        objective = loss
+        for regularizer in self.regularizers:  # the same on every rank: DDP's average keeps it whole
+            extra = regularizer(self)
+            if extra is not None:
+                self.log("train/regularizer", extra.detach(), batch_size=batch["input_ids"].shape[0])
+                objective = objective + extra
+        return objective
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.log("val/loss", self._step(batch), prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=True)

@@ -101,6 +101,8 @@ def _check_defense(cfg: Config) -> None:
         regular_file(resolve_path(cfg.defense.backdoor_safety_path), "no such file (defense.backdoor_safety_path)")
         if not (cfg.eval.safety and cfg.eval.during_training):
             raise UserError(f"defense.name={name}: is measured with and without its trigger by the safety evaluation; needs eval.safety=true")
+    if "alignment states" in needs:
+        regular_file(resolve_path(cfg.defense.lisa_alignment_path), "no such file (defense.lisa_alignment_path)")
     if "unaligned base" in needs and not seeded:
         raise UserError(
             f"defense.name={name}: compares the aligned seed with the unaligned base it was aligned from; needs train.start_from=seed and align.enabled=true"

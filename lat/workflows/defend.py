@@ -6,15 +6,17 @@ writes what it did to ``defense.json`` in the run folder and returns its headlin
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import torch
 
+from lat.callbacks.lisa import Lisa
 from lat.config import Config, PreviewConfig
 from lat.core.errors import UserError
 from lat.core.fileio import write_json
 from lat.data.chat import collate, encode
-from lat.data.datamodule import seeded_draw
+from lat.data.datamodule import EncodedDataset, seeded_draw
 from lat.data.records import read_records
 from lat.data.tasks import Example, build_examples, get_task, task_system
 from lat.evaluation.evaluator import Evaluator
@@ -133,3 +135,19 @@ def triggered_evaluator(evaluator: Evaluator, trigger: str) -> Evaluator:
     )
     out.sets = [dataclasses.replace(s, name=TRIGGERED + (f"-{s.name}" if s.name else "")) for s in evaluator.sets]
     return out
+
+
+def lisa_callback(cfg: Config, tokenizer, pad_id: int) -> Lisa:
+    """Lisa's callback with its alignment data: ``defense.lisa_alignment_path``'s requests and
+    refusals in the training format (the task's system prompt, no preview)."""
+    d = cfg.defense
+    records = read_records(d.lisa_alignment_path)
+    system = task_system(get_task(cfg.data.task), cfg.data.system_prompt) or ""
+    examples = build_examples(records, get_task("instruction"), PreviewConfig(mode="vanilla"), tokenizer, "prompt", "refusal", system)
+    encoded, dropped = encode(tokenizer, examples, cfg.data.max_length)
+    if not encoded:
+        raise UserError(f"defense.lisa_alignment_path: no example of {records.source} fits data.max_length={cfg.data.max_length}")
+    gone = set(dropped)
+    dataset = EncodedDataset(encoded, [e for i, e in enumerate(examples) if i not in gone])
+    collate_fn = functools.partial(collate, pad_id=pad_id, side="right")
+    return Lisa(dataset, collate_fn, cfg.data.batch_size, cfg.run.seed, d.lisa_alignment_steps, d.lisa_task_steps, d.lisa_rho)

@@ -51,7 +51,7 @@ from lat.models.module import LookAheadModule
 from lat.models.scoring import answer_token_losses
 from lat.runs.folder import environment, finished, keep_records, record_counts, record_eval, run_folder, run_name, update_metrics
 from lat.workflows.common import build_datamodule, build_evaluator
-from lat.workflows.defend import backdoor_examples, backdoor_trigger, defend, triggered_evaluator
+from lat.workflows.defend import backdoor_examples, backdoor_trigger, defend, lisa_callback, triggered_evaluator
 from lat.workflows.launch import check_launch, devices_setting
 
 
@@ -246,7 +246,8 @@ def _train(cfg: Config, run_dir: Path, harmful_pool: RecordSet | None, base: Con
     evals = eval_callbacks(cfg, tok, run_dir, trigger)
     ledger = RecordLedger(functools.partial(record_counts, run_dir), functools.partial(keep_records, run_dir))
     stop = GracefulStop(last)
-    callbacks = [*packing, monitor, *([alarm] if alarm else []), *evals, ledger, stop, ckpt]
+    lisa = [lisa_callback(cfg, tok, dm.pad_id)] if "alignment states" in DEFENSES.meta(cfg.defense.name)["needs"] else []
+    callbacks = [*packing, *lisa, monitor, *([alarm] if alarm else []), *evals, ledger, stop, ckpt]
     trainer = build_trainer(cfg, run_dir, callbacks, loggers, dm.val_set is not None)
     resume = cfg.run.resume and last.exists()
     if resume and is_primary():
