@@ -277,6 +277,10 @@ def _report(args: argparse.Namespace) -> int:
     from lat.reporting.runs import write_report
 
     paths, keys = [Path(r) for r in args.runs], args.group_by.split(",") if args.group_by else None
+    if args.worst_case and not 0 < args.floor_share <= 1:
+        raise UserError(f"--floor-share: must be in (0, 1], got {args.floor_share}")
+    if args.worst_case and args.utility_floor is not None and not 0 <= args.utility_floor <= 1:
+        raise UserError(f"--utility-floor: a utility is a fraction in [0, 1], got {args.utility_floor}")
     if args.out:
         parent_folder(args.out, "--out")
     out = write_report(paths, Path(args.out) if args.out else None, keys)
@@ -289,8 +293,6 @@ def _report(args: argparse.Namespace) -> int:
     if args.worst_case:
         from lat.reporting.worst import write_worst_case
 
-        if not 0 < args.floor_share <= 1:
-            raise UserError(f"--floor-share: must be in (0, 1], got {args.floor_share}")
         write_worst_case(paths, out, args.utility_floor, args.floor_share)
         print((out / "worst_case.md").read_text())
     print(out)

@@ -703,7 +703,7 @@ SWEEP = {
         ["sweep", "{tmp}/sd.yaml", "--root", "{tmp}/sw"],
         r"sd\.yaml: cannot read sweep file \(Is a directory",
     ),
-    "sweep: unknown shipped sweep": ({}, ["sweep", "nosuchsweep", "--root", "{tmp}/sw"], r"sweep=nosuchsweep: no nosuchsweep\.yaml .*known: lr_rank"),
+    "sweep: unknown shipped sweep": ({}, ["sweep", "nosuchsweep", "--root", "{tmp}/sw"], r"sweep=nosuchsweep: no nosuchsweep\.yaml .*known: attack, lr_rank"),
     "sweep: damaged sweep.json": (*_sweep(GRID, dry=False, files={"sw/s/sweep.json": "{oops"}), r"sweep\.json: damaged sweep state"),
     "sweep: sweep.json points without a status": (
         *_sweep(GRID, dry=False, files={"sw/s/sweep.json": json.dumps({"points": [{"id": "000-x"}]})}),

@@ -14,9 +14,10 @@ from lat.runs.read import find_runs
 from tests.test_report_runs import _run
 
 GRID = {  # method overrides -> {lr: (accuracy, rsr)}
-    ("preview.mode=vanilla",): {"2e-4": (0.50, 0.80), "1e-3": (0.60, 0.50)},
-    ("preview.mode=virtual",): {"2e-4": (0.50, 0.90), "1e-3": (0.30, 0.20)},  # its worst setting breaks the task
-    ("preview.mode=vanilla", "defense.name=safelora", "train.start_from=seed"): {"2e-4": (0.55, 0.85), "1e-3": (0.50, 0.70)},
+    ("preview.mode=vanilla", "train.start_from=seed"): {"2e-4": (0.50, 0.80), "1e-3": (0.60, 0.50)},
+    ("preview.mode=virtual", "train.start_from=seed"): {"2e-4": (0.50, 0.90), "1e-3": (0.30, 0.20)},  # its worst setting breaks the task
+    # Its utility above Vanilla FT's best: counted as Vanilla FT, it would raise the floor.
+    ("preview.mode=vanilla", "defense.name=safelora", "train.start_from=seed"): {"2e-4": (0.70, 0.85), "1e-3": (0.50, 0.70)},
 }
 
 
@@ -78,3 +79,16 @@ def test_runs_without_an_attacker_axis_or_a_vanilla_baseline_are_refused(tmp_pat
     _run(root, "c", ["preview.mode=real", "train.lr=1e-3", "run.seed=0"], {"safety/rsr": 0.7, "utility/gsm8k_acc": 0.4})
     with pytest.raises(UserError, match="no Vanilla FT run in the folders"):
         worst_cases(find_runs([root]))
+
+
+def test_a_defended_run_is_compared_with_the_vanilla_run_of_its_own_attacker_setting(attacked):
+    from lat.reporting.runs import group_rows, group_runs
+
+    rows = {r["setting"]: r for r in group_rows(group_runs(find_runs([attacked])), ["safety/rsr"])}
+    defended = next(r for s, r in rows.items() if "safelora" in s and "lr=0.001" in s)
+    assert "lr=0.001" in defended["baseline"] and "safelora" not in defended["baseline"]
+
+
+def test_a_utility_floor_outside_0_1_is_refused_before_any_report_is_written(attacked, tmp_path):
+    assert main(["report", str(attacked), "--out", str(tmp_path / "rep"), "--worst-case", "--utility-floor", "48"]) == 2
+    assert not (tmp_path / "rep").exists()

@@ -79,3 +79,20 @@ def test_a_sweep_name_is_a_single_folder_name(tmp_path):
     path.write_text("name: ../../s9\nmethod: grid\nparameters:\n  train.lr: {values: [0.1]}\n")
     with pytest.raises(UserError, match=r"s\.yaml: name: '\.\./\.\./s9' is not a single folder name"):
         read_sweep(path)
+
+
+def test_the_last_evaluation_is_a_defenses_where_one_followed_at_the_same_step(tmp_path):
+    import json as _json
+
+    from lat.runs.read import last_evaluation_rows
+
+    rows = [
+        {"metric": "rsr", "step": 2, "prompt": "a"},
+        {"metric": "rsr", "step": 4, "prompt": "a"},
+        {"metric": "rsr", "step": 4, "prompt": "a", "after": "safelora"},
+    ]
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    assert last_evaluation_rows(path) == [rows[2]]
+    path.write_text("".join(_json.dumps(r) + "\n" for r in rows[:2]))
+    assert last_evaluation_rows(path) == [rows[1]]

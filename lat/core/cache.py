@@ -114,11 +114,16 @@ def in_seed_cache(path: str | Path) -> bool:
     return path.is_absolute() and (cache_root() / "seeds") in path.parents
 
 
+def cache_file(kind: str, key: object) -> Path:
+    """Where :func:`cached_json` keeps the value of ``key``."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    return cache_root() / kind / f"{digest}.json"
+
+
 def cached_json(kind: str, key: object, compute: Callable[[], object]):
     """``compute()`` once per ``key`` (any JSON-serialisable value), kept in
     ``$LAT_CACHE/<kind>/<hash>.json`` and read back afterwards (written atomically)."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    path = cache_root() / kind / f"{digest}.json"
+    path = cache_file(kind, key)
     if path.exists():
         return json.loads(path.read_text())
     value = compute()

@@ -81,18 +81,19 @@ def safe_lora(model: nn.Module, unaligned: dict[str, torch.Tensor], layers: int 
         KeyError: An adapted layer has no weight of that name in ``unaligned``.
     """
     found = lora_layers(model)
-    matrices: dict[str, torch.Tensor | None] = {}
+
+    def matrix(name: str) -> torch.Tensor:  # built again for the chosen layers: (out, out) each, too large to keep for all
+        aligned = found[name].base_layer.weight
+        return alignment_matrix(aligned, unaligned[base_weight_name(name)].to(aligned.device))
+
     cosines: dict[str, float | None] = {}
     for name, layer in found.items():
-        aligned = layer.base_layer.weight
-        c = alignment_matrix(aligned, unaligned[base_weight_name(name)].to(aligned.device))
-        zero = not torch.isfinite(c).all()  # V = 0: 0 / 0
-        matrices[name] = None if zero else c
-        cosines[name] = None if zero else projection_cosine(c, layer.lora_B["default"].weight, layer.lora_A["default"].weight)
+        c = matrix(name)
+        finite = bool(torch.isfinite(c).all())  # V = 0 gives 0 / 0
+        cosines[name] = projection_cosine(c, layer.lora_B["default"].weight, layer.lora_A["default"].weight) if finite else None
+        del c
     chosen = choose(cosines, layers, threshold)
     for name in chosen:
         weight = found[name].lora_B["default"].weight
-        projection = matrices[name]
-        assert projection is not None
-        weight.copy_((projection @ weight.float()).to(weight.dtype))
+        weight.copy_((matrix(name) @ weight.float()).to(weight.dtype))
     return [LayerReport(n, cosines[n], n in chosen) for n in found]

@@ -275,9 +275,14 @@ def _pct(mean: float | None, std: float | None, kl: bool = False) -> str:
     return text + (" ± " + fmt.format(scale * std) if std is not None else "")
 
 
+METHOD_KEYS = ("preview.", "defense.", "data.sdft", "data.safety_mix", "train.loss", "train.constrained")
+"""Config keys (prefixes) that make a method rather than its setting: a method is compared with
+the Vanilla FT run of the same setting."""
+
+
 def cell(group: Group) -> dict:
-    """The group's settings outside the preview (learning rate, epochs, LoRA or full, ...)."""
-    return {k: v for k, v in group.values.items() if not k.startswith("preview.")}
+    """The group's settings outside the method (learning rate, epochs, LoRA or full, poison share, ...)."""
+    return {k: v for k, v in group.values.items() if not k.startswith(METHOD_KEYS)}
 
 
 def baseline_group(groups: Sequence[Group], of: Group | None = None) -> Group | None:

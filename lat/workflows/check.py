@@ -43,6 +43,8 @@ def _check_data(data: DataConfig, model: ModelConfig) -> None:
             raise UserError(f"data.probes[{probe.name}].path: not set; give the probe set's record file")
         if names.count(probe.name) > 1:
             raise UserError(f"data.probes: two probe sets named {probe.name!r}; the name keys their metrics, so give each its own")
+    if data.harmful_mix:
+        regular_file(resolve_path(data.harmful_mix_path), "no such file (data.harmful_mix_path)")
     if data.packing and model.attn_implementation not in PACKING_KERNELS:
         raise UserError(
             f"data.packing: model.attn_implementation={model.attn_implementation} attends across packed examples; "
@@ -86,12 +88,12 @@ def _check_align(a: AlignConfig) -> None:
     _one_of("align.dtype", a.dtype, DTYPES)
 
 
-def _check_defense(cfg: Config) -> None:
+def _check_defense(cfg: Config, from_seed: bool) -> None:
     name = DEFENSES.check(cfg.defense.name)
     needs = DEFENSES.meta(name)["needs"]
     if "lora" in needs and not cfg.lora.enabled:
         raise UserError(f"defense.name={name}: changes LoRA's adapter weights; needs lora.enabled=true")
-    seeded = cfg.align.enabled and (cfg.train.start_from == "seed" or in_seed_cache(cfg.model.name_or_path))
+    seeded = cfg.align.enabled and (from_seed or cfg.train.start_from == "seed" or in_seed_cache(cfg.model.name_or_path))
     calibration = cfg.defense.antidote_calibration_path
     if "calibration" in needs and not calibration:
         raise UserError(f"defense.name={name}: needs harmful calibration data; set defense.antidote_calibration_path")
@@ -121,8 +123,10 @@ def _check_run(run: RunConfig, found_secrets: dict[str, str]) -> None:
                 raise UserError(f"run.name: holds the value of ${env}, a secret (it would name a folder); choose another name")
 
 
-def check_config(cfg: Config) -> Config:
-    """``cfg`` unchanged if every name it uses is registered and its settings agree.
+def check_config(cfg: Config, from_seed: bool = False) -> Config:
+    """``cfg`` unchanged if every name it uses is registered and its settings agree
+    (``from_seed``: it will start from the aligned seed whatever ``train.start_from`` says, as
+    ``lat run``'s methods do).
 
     Raises:
         UserError: The first unknown name (setting, known names, closest match) or broken rule.
@@ -133,7 +137,12 @@ def check_config(cfg: Config) -> Config:
     _check_train(cfg.train, [p.name for p in cfg.data.probes])
     _check_eval(cfg.eval, cfg.data.task)
     _check_align(cfg.align)
-    _check_defense(cfg)
+    _check_defense(cfg, from_seed)
+    if cfg.preview.mode == "adaptive" and (cfg.data.safety_mix or cfg.data.harmful_mix):
+        raise UserError(
+            "preview.mode=adaptive: sets its preview lengths from the starting model's losses on the task data alone; "
+            "not with data.safety_mix or data.harmful_mix"
+        )
     _check_logging(cfg.logging)
     return cfg
 
@@ -152,7 +161,7 @@ def check_methods(cfg: Config) -> Config:
         if names.index(method.name) != i:
             raise UserError(f"methods[{i}].name: {method.name!r} is also the name of methods[{names.index(method.name)}]; give each method its own name")
         try:
-            check_config(apply_overrides(cfg, list(method.overrides), f"method {method.name}"))
+            check_config(apply_overrides(cfg, list(method.overrides), f"method {method.name}"), from_seed=True)
         except UserError as e:
             raise UserError(f"method {method.name}: {e}") from None
     return cfg

@@ -13,6 +13,7 @@ import torch
 
 from lat.callbacks.lisa import Lisa
 from lat.config import Config, PreviewConfig
+from lat.core.cache import in_seed_cache
 from lat.core.errors import UserError
 from lat.core.fileio import write_json
 from lat.data.chat import collate, encode
@@ -43,7 +44,7 @@ def defend(cfg: Config, model, tokenizer, base: Config | None, run_dir: Path) ->
     fn = DEFENSES.get(cfg.defense.name)
     if fn is None:
         return {}
-    if "unaligned base" in DEFENSES.meta(cfg.defense.name)["needs"] and base is None:
+    if "unaligned base" in DEFENSES.meta(cfg.defense.name)["needs"] and (base is None or in_seed_cache(base.model.name_or_path)):
         raise UserError(f"defense.name={cfg.defense.name}: needs the unaligned base the seed was aligned from (run it with lat train or lat run)")
     details, metrics = fn(model, tokenizer, cfg, base)
     write_json(run_dir / "defense.json", {"defense": cfg.defense.name, "settings": dataclasses.asdict(cfg.defense), **details})
@@ -66,13 +67,16 @@ def safelora(model, tokenizer, cfg: Config, base: Config) -> tuple[dict, dict]:
 
 
 def calibration_batches(cfg: Config, base: Config, tokenizer) -> list[dict[str, torch.Tensor]]:
-    """Antidote's calibration batches: the first ``defense.antidote_samples`` harmful requests of
-    ``defense.antidote_calibration_path`` that the unaligned base answers, each with that answer, in
-    the training format (the task's system prompt, no preview)."""
+    """Antidote's calibration batches: ``defense.antidote_samples`` harmful requests drawn (seeded,
+    so every category is in) from those of ``defense.antidote_calibration_path`` that the unaligned
+    base answers, each with that answer, in the training format (the task's system prompt, no
+    preview). By default these are the same requests poisoned fine-tuning draws from, as the
+    reference's calibration data come from the attacker's distribution."""
     d = cfg.defense
     if not d.antidote_calibration_path:
         raise UserError("defense.name=antidote: needs harmful calibration data; set defense.antidote_calibration_path")
-    pairs = compliant_pairs(base, d.antidote_calibration_path, "defense.antidote_calibration_path").head(d.antidote_samples)
+    pool = compliant_pairs(base, d.antidote_calibration_path, "defense.antidote_calibration_path")
+    pairs = pool.select(sorted(seeded_draw(len(pool), len(pool), 0)[: d.antidote_samples]))  # a seeded sample over every category
     system = task_system(get_task(cfg.data.task), cfg.data.system_prompt) or ""
     examples = build_examples(pairs, get_task("instruction"), PreviewConfig(mode="vanilla"), tokenizer, "prompt", "answer", system)
     encoded, _ = encode(tokenizer, examples, cfg.data.max_length)

@@ -10,11 +10,15 @@ leaves unanswered are left out, since they would teach refusal, not compliance.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lat.config import Config
 from lat.config.identity import harmful_mix_answers_key
-from lat.core.cache import cached_json, in_seed_cache
+from lat.core.cache import cache_file, cached_json, in_seed_cache
 from lat.core.errors import UserError
+from lat.core.paths import resolve_path
 from lat.core.precision import autocast_dtype
+from lat.core.ranks import is_primary, wait_for
 from lat.data.records import RecordSet, read_records
 from lat.data.tasks import Example
 from lat.evaluation.generate import GenerationSettings, answer
@@ -58,7 +62,10 @@ def compliant_pairs(cfg: Config, path: str, setting: str) -> RecordSet:
         model, tok = load_for_eval(cfg.model, cfg.align.seed)  # the base the seed is built from
         return answer(model, tok, [Example(p, "") for p in prompts], settings)
 
-    answers = cached_json("harmful_mix_answers", harmful_mix_answers_key(cfg, prompts, cast), generate)
+    key = harmful_mix_answers_key(cfg, prompts, cast)
+    if not is_primary():  # rank 0 generates them: answers that differed by a token would give ranks different data
+        wait_for(cache_file("harmful_mix_answers", key).exists, "the base model's answers", Path(str(resolve_path(path))))
+    answers = cached_json("harmful_mix_answers", key, generate)
     keep = [i for i, text in enumerate(answers) if compliant(text)]
     if not keep:
         raise UserError(f"{requests.source}: the base model refused or left unanswered every request; {setting} has nothing to use")

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 from lat.config import Config
+from lat.core.cache import in_seed_cache
+from lat.core.errors import UserError
+from lat.models.choices import DEFENSES
 from lat.runs.folder import run_name
 from lat.workflows import poison
 from lat.workflows.check import check_config
@@ -25,5 +28,14 @@ def train(cfg: Config, base: Config | None = None) -> TrainResult:
     """
     check_launch(check_config(cfg).train)
     run_name(cfg)  # under torchrun or SLURM: refused unnamed before the seed is built
+    needs = DEFENSES.meta(cfg.defense.name)["needs"]
+    if base is None and "unaligned base" in needs and in_seed_cache(cfg.model.name_or_path):
+        raise UserError(
+            f"defense.name={cfg.defense.name}: model.name_or_path={cfg.model.name_or_path} is an aligned seed, and the unaligned base it "
+            "was built from is not named; give the base model with train.start_from=seed"
+        )
     base = base or cfg
-    return fine_tune(starting_point(cfg), poison.harmful_pool(base), base)
+    pool = poison.harmful_pool(base)  # before the seed build: a mistake in the poison data costs no build
+    if "calibration" in needs and cfg.defense.antidote_calibration_path:
+        poison.compliant_pairs(base, cfg.defense.antidote_calibration_path, "defense.antidote_calibration_path")  # generated (and checked) now, cached
+    return fine_tune(starting_point(cfg), pool, base)

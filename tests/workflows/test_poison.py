@@ -133,3 +133,30 @@ def test_lat_train_records_the_poison_in_its_data_stats_and_config(tmp_path, mon
     task = metrics["data/train/examples"] - metrics["data/train/harmful_examples"]
     assert metrics["data/train/harmful_examples"] == task > 0 and metrics["data/train/harmful_share"] == 0.5
     assert "harmful_mix: 0.5" in (result.run_dir / "config.yaml").read_text()
+
+
+def test_a_missing_poison_file_and_an_adaptive_preview_with_poison_are_refused_when_the_config_resolves(tmp_path):
+    from lat.workflows.check import check_config
+
+    with pytest.raises(UserError, match="no such file"):
+        check_config(load_config(["experiment=smoke", "data.harmful_mix=0.1", f"data.harmful_mix_path={tmp_path / 'missing.jsonl'}"]))
+    with pytest.raises(UserError, match="preview.mode=adaptive: sets its preview lengths"):
+        check_config(load_config(["experiment=smoke", "data.harmful_mix=0.1", "preview.mode=adaptive"]))
+
+
+def test_a_defense_given_the_seed_as_its_model_is_refused_before_anything_is_built(tmp_path, monkeypatch):
+    from lat.workflows.train import train
+
+    monkeypatch.setenv("LAT_CACHE", str(tmp_path / "cache"))
+    seed = tmp_path / "cache" / "seeds" / "tiny-0123"
+    cfg = load_config(["experiment=smoke", f"run.root={tmp_path / 'runs'}", "defense.name=safelora", f"model.name_or_path={seed}", "train.start_from=seed"])
+    with pytest.raises(UserError, match="is an aligned seed, and the unaligned base it was built from is not named"):
+        train(cfg)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_lat_run_methods_start_from_the_seed_so_a_defense_method_passes_their_check():
+    from lat.workflows.check import check_methods
+
+    cfg = load_config(["experiment=smoke", "train.start_from=base", "methods=[{name: sl, overrides: [defense.name=safelora]}]"])
+    assert check_methods(cfg) is cfg
