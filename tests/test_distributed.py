@@ -238,16 +238,21 @@ def test_what_can_run_here_gives_its_world_size():
     assert check_launch(TrainConfig(accelerator="cpu", devices="2", strategy="ddp")) == 2
 
 
-def test_lat_train_refuses_before_it_writes_anything(tmp_path):
-    out = run_lat("train", "experiment=smoke", "train.strategy=fsdp", f"run.root={tmp_path / 'runs'}")
-    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "train.strategy=fsdp: shards the weights" in out.stderr
+def test_lat_train_refuses_before_it_writes_anything(tmp_path, capsys):
+    from lat.cli import main
+
+    assert main(["train", "experiment=smoke", "train.strategy=fsdp", f"run.root={tmp_path / 'runs'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "train.strategy=fsdp: shards the weights" in err
     assert not (tmp_path / "runs").exists()
 
 
-def test_lat_run_refuses_several_training_processes_at_config_time(tmp_path):
-    out = run_lat("run", "experiment=smoke", *DDP, f"run.root={tmp_path / 'runs'}")
-    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0
-    assert "make 2 training processes" in out.stderr and "lat train" in out.stderr
+def test_lat_run_refuses_several_training_processes_at_config_time(tmp_path, capsys):
+    from lat.cli import main
+
+    assert main(["run", "experiment=smoke", *DDP, f"run.root={tmp_path / 'runs'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "make 2 training processes" in err and "lat train" in err
     assert not (tmp_path / "runs").exists()
 
 
@@ -283,10 +288,13 @@ def test_a_sweep_point_trains_under_ddp(tmp_path):
     assert (tmp_path / "runs" / "ddp" / point["id"] / "adapter" / "adapter_model.safetensors").is_file()
 
 
-def test_a_sweep_whose_points_cannot_run_here_is_refused_before_its_folder_exists(tmp_path):
+def test_a_sweep_whose_points_cannot_run_here_is_refused_before_its_folder_exists(tmp_path, capsys):
+    from lat.cli import main
+
     (tmp_path / "ddp.yaml").write_text(SWEEP)
-    out = run_lat("sweep", str(tmp_path / "ddp.yaml"), "train.strategy=fsdp", "--root", str(tmp_path / "runs"))
-    assert out.returncode == 2 and "point 0" in out.stderr and "train.strategy=fsdp: shards the weights" in out.stderr
+    assert main(["sweep", str(tmp_path / "ddp.yaml"), "train.strategy=fsdp", "--root", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "point 0" in err and "train.strategy=fsdp: shards the weights" in err
     assert not (tmp_path / "runs").exists()
 
 

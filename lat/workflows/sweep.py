@@ -110,7 +110,7 @@ def plan(sweep: Sweep, extra: list[str], count: int | None = None) -> tuple[list
         try:
             cfg = check_config(resolve(values))
             launch = (cfg.train.accelerator, cfg.train.devices, cfg.train.strategy, cfg.train.num_nodes)
-            if launch not in launches:  # each point's lat train can run here (DDP included)
+            if launch not in launches and launch != DEFAULT_LAUNCH:  # each point's lat train can run here (DDP included)
                 launches.add(launch)
                 check_launch(cfg.train)
         except UserError as e:
@@ -123,6 +123,11 @@ def plan(sweep: Sweep, extra: list[str], count: int | None = None) -> tuple[list
             seen[key] = p.id
         points.append(p)
     return points, base
+
+
+DEFAULT_LAUNCH = ("auto", "auto", "auto", 1)
+"""The schema's distribution settings: runnable on every machine (one process, or DDP over its
+GPUs), so a sweep of them needs no check (which would import Lightning)."""
 
 
 def plain_settings(keys: list[str]) -> bool:
