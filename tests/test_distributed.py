@@ -359,11 +359,11 @@ def test_a_checkpoint_of_another_world_size_is_refused(tmp_path):
 
 
 def test_the_launcher_variables_lightning_sets_in_rank_0_are_put_back(monkeypatch):
-    from lat.core.ranks import launcher_environment
+    from lat.core.ranks import LAUNCHER_VARIABLES, restored_environment
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.setenv("MASTER_PORT", "1234")
-    with launcher_environment():
+    with restored_environment(LAUNCHER_VARIABLES):
         os.environ["LOCAL_RANK"], os.environ["MASTER_PORT"] = "0", "999"
     assert "LOCAL_RANK" not in os.environ and os.environ["MASTER_PORT"] == "1234"
 

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from lat.core.errors import UserError
 
@@ -49,11 +49,12 @@ def launched_externally() -> bool:
 
 
 @contextlib.contextmanager
-def launcher_environment() -> Iterator[None]:
-    """Put back the launcher variables (:data:`LAUNCHER_VARIABLES`) as they were: Lightning's
-    launcher sets them in rank 0's own environment, where a later run in the same process would
-    take them for an external launcher's."""
-    saved = {name: os.environ.get(name) for name in LAUNCHER_VARIABLES}
+def restored_environment(names: Sequence[str]) -> Iterator[None]:
+    """Put the environment variables ``names`` back as they were (unset where they were unset)
+    when the block ends: rank 0 exports its run folder for the ranks it starts, and Lightning's
+    launcher sets :data:`LAUNCHER_VARIABLES` in rank 0's own environment, where a later run in
+    the same process would take them for an external launcher's."""
+    saved = {name: os.environ.get(name) for name in names}
     try:
         yield
     finally:

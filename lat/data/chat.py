@@ -137,6 +137,11 @@ def head_tokens(tokenizer, prompt: str, span: str, head: str, prompt_tokens: int
     return sum(1 for _, stop in enc["offset_mapping"][start:] if stop <= end)
 
 
+def pad_token_id(tokenizer) -> int:
+    """The id padding is written with: the tokenizer's pad token, else its end-of-sequence token."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def collate(batch: Sequence[Encoded], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
     """Pad a batch to its longest example.
 

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from lat.config import DataConfig, PreviewConfig, ProbeConfig
 from lat.core.errors import UserError
 from lat.core.registry import unknown_name
-from lat.data.chat import Encoded, collate, collate_packed, encode
+from lat.data.chat import Encoded, collate, collate_packed, encode, pad_token_id
 from lat.data.preview import adaptive_lengths
 from lat.data.records import RecordSet, read_records
 from lat.data.sdft import replace_field, rewrite_answers
@@ -39,6 +39,25 @@ class EncodedDataset(Dataset):
         return [len(e.input_ids) for e in self.encoded]
 
 
+def training_system(data) -> str:
+    """The system prompt of the task's training examples (``""``: no system turn)."""
+    return task_system(get_task(data.task), data.system_prompt) or ""
+
+
+def instruction_examples(records, data, preview: PreviewConfig, tokenizer, answer_field: str, system: str | None = None) -> list[Example]:
+    """Request records (``prompt`` -> ``answer_field``) as training examples beside the task's:
+    its system prompt (or ``system``), the given preview."""
+    system = training_system(data) if system is None else system
+    return build_examples(records, get_task("instruction"), preview, tokenizer, "prompt", answer_field, system)
+
+
+def encode_dataset(tokenizer, examples: list[Example], max_length: int | None, max_answer_tokens: int | None = None) -> tuple[EncodedDataset, int]:
+    """The examples that fit ``max_length``, encoded with their source examples, and how many did not."""
+    encoded, dropped = encode(tokenizer, examples, max_length, max_answer_tokens)
+    gone = set(dropped)
+    return EncodedDataset(encoded, [ex for i, ex in enumerate(examples) if i not in gone]), len(dropped)
+
+
 def mix_count(n_other: int, share: float, setting: str = "data.safety_mix") -> int:
     """Examples to add to ``n_other`` examples so they make up ``share`` of the total."""
     if not 0.0 <= share < 1.0:
@@ -57,10 +76,7 @@ def safety_mix_examples(data, preview: PreviewConfig, tokenizer, n_task: int, se
     if n == 0:
         return []
     recs = read_records(data.safety_mix_path)
-    recs = recs.select(seeded_draw(len(recs), n, seed))
-    task = get_task(data.task)
-    system = task_system(task, data.system_prompt) or ""  # "" = no system turn
-    return build_examples(recs, get_task("instruction"), preview, tokenizer, "prompt", "refusal", system)
+    return instruction_examples(recs.select(seeded_draw(len(recs), n, seed)), data, preview, tokenizer, "refusal")
 
 
 def seeded_draw(n_pool: int, n: int, seed: int) -> list[int]:
@@ -90,8 +106,7 @@ def harmful_mix_examples(data, preview: PreviewConfig, tokenizer, n_other: int, 
     if pool is None or not len(pool):
         raise UserError("data.harmful_mix: needs the base model's compliant answers (lat train generates them)")
     recs = pool.select(seeded_draw(len(pool), n, seed + 1))  # + 1: not the safety mix's draw
-    system = task_system(get_task(data.task), data.system_prompt) or ""
-    return build_examples(recs, get_task("instruction"), preview, tokenizer, "prompt", "answer", system)
+    return instruction_examples(recs, data, preview, tokenizer, "answer")
 
 
 def longest_first(lengths: Sequence[int]) -> list[int]:
@@ -248,15 +263,13 @@ class LookAheadDataModule(L.LightningDataModule):
         self.stats: dict[str, float] = {}
 
     def _encode(self, examples: list[Example], name: str, max_answer_tokens: int | None = None) -> EncodedDataset:
-        encoded, dropped = encode(self.tokenizer, examples, self.data.max_length, max_answer_tokens)
-        gone = set(dropped)
-        kept = [ex for i, ex in enumerate(examples) if i not in gone]
-        self.stats[f"{name}/examples"] = len(encoded)
-        self.stats[f"{name}/dropped_too_long"] = len(dropped)
-        self.stats[f"{name}/answers_truncated"] = sum(e.truncated > 0 for e in encoded)
-        if not encoded:
+        dataset, dropped = encode_dataset(self.tokenizer, examples, self.data.max_length, max_answer_tokens)
+        self.stats[f"{name}/examples"] = len(dataset)
+        self.stats[f"{name}/dropped_too_long"] = dropped
+        self.stats[f"{name}/answers_truncated"] = sum(e.truncated > 0 for e in dataset.encoded)
+        if not len(dataset):
             raise UserError(f"{name}: no example fits data.max_length={self.data.max_length}")
-        return EncodedDataset(encoded, kept)
+        return dataset
 
     def setup(self, stage: str | None = None) -> None:
         """Read records, hold out validation, apply the preview, tokenize (once)."""
@@ -360,8 +373,7 @@ class LookAheadDataModule(L.LightningDataModule):
 
     @property
     def pad_id(self) -> int:
-        pad = self.tokenizer.pad_token_id
-        return pad if pad is not None else self.tokenizer.eos_token_id
+        return pad_token_id(self.tokenizer)
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"

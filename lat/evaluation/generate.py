@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from lat.data.chat import render_prompt
+from lat.data.chat import pad_token_id, render_prompt
 from lat.data.tasks import Example
 
 
@@ -118,7 +118,7 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]], settings: Gener
     Returns:
         N generations in input order.
     """
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     stops = stop_ids(model, tokenizer)
     limit = context_limit(model)
     budget = None if limit is None else max(1, limit - settings.max_new_tokens)

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from lat.data.chat import collate, encode
+from lat.data.chat import collate, encode, pad_token_id
 from lat.data.tasks import Example
 from lat.models.divergence import shift_targets
 
@@ -30,7 +30,7 @@ def answer_token_losses(model, tokenizer, examples: Sequence[Example], max_lengt
     gone = set(dropped)
     keep = [i for i in range(len(examples)) if i not in gone]
     out: list[list[float]] = [[] for _ in examples]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_token_id(tokenizer)
     was_training = model.training
     model.eval()
     try:

@@ -91,6 +91,11 @@ def show_value(value) -> str:
     return json.dumps(value) if isinstance(value, str) and (" " in value or not value) else str(value)
 
 
+def settings_label(values: dict) -> str:
+    """``m=4, mode=real``: settings as a row label (preview keys without their section)."""
+    return ", ".join(f"{short_key(k)}={show_value(v)}" for k, v in values.items())
+
+
 def group_runs(runs: Sequence[Run], keys: Sequence[str] | None = None) -> list[Group]:
     """Group runs by ``keys`` (default :func:`varying_keys`) and whether they trained."""
     keys = list(keys) if keys is not None else varying_keys(runs)
@@ -106,7 +111,7 @@ def group_runs(runs: Sequence[Run], keys: Sequence[str] | None = None) -> list[G
         values = {k: r.config.get(k) for k in keys if k in r.config}
         if not r.trained:  # training settings do not apply to an evaluation-only run
             values = {k: v for k, v in values.items() if not k.startswith(TRAINING_SECTIONS)}
-        text = ", ".join(f"{short_key(k)}={show_value(v)}" for k, v in values.items())
+        text = settings_label(values)
         label = (f"not fine-tuned: {text}" if text else "seed (not fine-tuned)") if not r.trained else (text or "all runs")
         key = json.dumps([r.trained, values], sort_keys=True, default=str)
         groups.setdefault(key, Group(label, values, r.trained, [])).runs.append(r)

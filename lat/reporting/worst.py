@@ -21,7 +21,7 @@ from typing import Sequence
 
 from lat.core.errors import UserError
 from lat.core.fileio import write_json, write_text
-from lat.reporting.runs import Group, group_runs, paper_method, short_key, show_value, utility_key, varying_keys
+from lat.reporting.runs import Group, group_runs, paper_method, settings_label, utility_key, varying_keys
 from lat.runs.read import Run, find_runs
 
 ATTACKER_KEYS = ("train.lr", "train.epochs", "train.max_steps", "data.harmful_mix")
@@ -53,17 +53,13 @@ class Worst:
     tried: int
 
 
-def _label(values: dict) -> str:
-    return ", ".join(f"{short_key(k)}={show_value(v)}" for k, v in values.items())
-
-
 def split_method_and_attack(runs: Sequence[Run]) -> tuple[list[str], list[str]]:
     """(method keys, attacker keys) among the config keys that differ between ``runs``."""
     keys = varying_keys(runs)
     return [k for k in keys if k not in ATTACKER_KEYS], [k for k in keys if k in ATTACKER_KEYS]
 
 
-def utility_floor(runs: Sequence[Run], groups: Sequence[Group], util: str, share: float) -> float:
+def utility_floor(groups: Sequence[Group], util: str, share: float) -> float:
     """``share`` x the best mean utility of a Vanilla FT setting among ``groups``.
 
     Raises:
@@ -99,10 +95,10 @@ def worst_cases(runs: Sequence[Run], floor: float | None = None, share: float = 
     util = utility_key(settings)
     if util is None:
         raise UserError("--worst-case: the runs report no utility metric, so no utility floor can be applied")
-    floor = utility_floor(trained, settings, util, share) if floor is None else floor
+    floor = utility_floor(settings, util, share) if floor is None else floor
     by_method: dict[str, list[Group]] = {}
     for g in settings:
-        label = _label({k: v for k, v in g.values.items() if k in method_keys}) or "all runs"
+        label = settings_label({k: v for k, v in g.values.items() if k in method_keys}) or "all runs"
         by_method.setdefault(label, []).append(g)
     out = []
     for method, groups in by_method.items():
@@ -118,7 +114,7 @@ def worst_cases(runs: Sequence[Run], floor: float | None = None, share: float = 
                     method,
                     rate,
                     worst.stat(rate)[0] if worst else None,
-                    _label(attack) if worst else None,
+                    settings_label(attack) if worst else None,
                     worst.interval(rate) if worst else None,
                     len(admitted),
                     len(groups),

@@ -88,23 +88,23 @@ def _check_align(a: AlignConfig) -> None:
     _one_of("align.dtype", a.dtype, DTYPES)
 
 
+DEFENSE_FILES = {"calibration": "antidote_calibration_path", "trigger": "backdoor_safety_path", "alignment states": "lisa_alignment_path"}
+"""What a defense needs (its registry ``needs``) -> the ``defense.`` setting naming that file."""
+
+
 def _check_defense(cfg: Config, from_seed: bool) -> None:
     name = DEFENSES.check(cfg.defense.name)
     needs = DEFENSES.meta(name)["needs"]
     if "lora" in needs and not cfg.lora.enabled:
         raise UserError(f"defense.name={name}: changes LoRA's adapter weights; needs lora.enabled=true")
     seeded = cfg.align.enabled and (from_seed or cfg.train.start_from == "seed" or in_seed_cache(cfg.model.name_or_path))
-    calibration = cfg.defense.antidote_calibration_path
-    if "calibration" in needs and not calibration:
+    if "calibration" in needs and not cfg.defense.antidote_calibration_path:
         raise UserError(f"defense.name={name}: needs harmful calibration data; set defense.antidote_calibration_path")
-    if "calibration" in needs and calibration:
-        regular_file(resolve_path(calibration), "no such file (defense.antidote_calibration_path)")
-    if "trigger" in needs:
-        regular_file(resolve_path(cfg.defense.backdoor_safety_path), "no such file (defense.backdoor_safety_path)")
-        if not (cfg.eval.safety and cfg.eval.during_training):
-            raise UserError(f"defense.name={name}: is measured with and without its trigger by the safety evaluation; needs eval.safety=true")
-    if "alignment states" in needs:
-        regular_file(resolve_path(cfg.defense.lisa_alignment_path), "no such file (defense.lisa_alignment_path)")
+    for need, field in DEFENSE_FILES.items():
+        if need in needs:
+            regular_file(resolve_path(getattr(cfg.defense, field)), f"no such file (defense.{field})")
+    if "trigger" in needs and not (cfg.eval.safety and cfg.eval.during_training):
+        raise UserError(f"defense.name={name}: is measured with and without its trigger by the safety evaluation; needs eval.safety=true")
     if "unaligned base" in needs and not seeded:
         raise UserError(
             f"defense.name={name}: compares the aligned seed with the unaligned base it was aligned from; needs train.start_from=seed and align.enabled=true"

@@ -16,10 +16,10 @@ from lat.config import Config, PreviewConfig
 from lat.core.cache import in_seed_cache
 from lat.core.errors import UserError
 from lat.core.fileio import write_json
-from lat.data.chat import collate, encode
-from lat.data.datamodule import EncodedDataset, seeded_draw
+from lat.data.chat import collate, encode, pad_token_id
+from lat.data.datamodule import encode_dataset, instruction_examples, seeded_draw, training_system
 from lat.data.records import read_records
-from lat.data.tasks import Example, build_examples, get_task, task_system
+from lat.data.tasks import Example
 from lat.evaluation.evaluator import Evaluator
 from lat.models.antidote import antidote as prune
 from lat.models.choices import DEFENSES
@@ -77,12 +77,10 @@ def calibration_batches(cfg: Config, base: Config, tokenizer) -> list[dict[str, 
         raise UserError("defense.name=antidote: needs harmful calibration data; set defense.antidote_calibration_path")
     pool = compliant_pairs(base, d.antidote_calibration_path, "defense.antidote_calibration_path")
     pairs = pool.select(sorted(seeded_draw(len(pool), len(pool), 0)[: d.antidote_samples]))  # a seeded sample over every category
-    system = task_system(get_task(cfg.data.task), cfg.data.system_prompt) or ""
-    examples = build_examples(pairs, get_task("instruction"), PreviewConfig(mode="vanilla"), tokenizer, "prompt", "answer", system)
+    examples = instruction_examples(pairs, cfg.data, PreviewConfig(mode="vanilla"), tokenizer, "answer")
     encoded, _ = encode(tokenizer, examples, cfg.data.max_length)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     size = cfg.data.eval_batch_size
-    return [collate(encoded[i : i + size], pad, side="right") for i in range(0, len(encoded), size)]
+    return [collate(encoded[i : i + size], pad_token_id(tokenizer), side="right") for i in range(0, len(encoded), size)]
 
 
 def antidote(model, tokenizer, cfg: Config, base: Config) -> tuple[dict, dict]:
@@ -121,8 +119,8 @@ def backdoor_examples(cfg: Config, tokenizer, trigger: str) -> list[Example]:
     d = cfg.defense
     records = read_records(d.backdoor_safety_path)
     drawn = records.select(seeded_draw(len(records), d.backdoor_examples, d.backdoor_seed))
-    system = triggered(trigger, task_system(get_task(cfg.data.task), cfg.data.system_prompt))
-    return build_examples(drawn, get_task("instruction"), PreviewConfig(mode="vanilla"), tokenizer, "prompt", "refusal", system)
+    system = triggered(trigger, training_system(cfg.data))
+    return instruction_examples(drawn, cfg.data, PreviewConfig(mode="vanilla"), tokenizer, "refusal", system)
 
 
 TRIGGERED = "trigger"
@@ -141,17 +139,14 @@ def triggered_evaluator(evaluator: Evaluator, trigger: str) -> Evaluator:
     return out
 
 
-def lisa_callback(cfg: Config, tokenizer, pad_id: int) -> Lisa:
+def lisa_callback(cfg: Config, tokenizer) -> Lisa:
     """Lisa's callback with its alignment data: ``defense.lisa_alignment_path``'s requests and
     refusals in the training format (the task's system prompt, no preview)."""
     d = cfg.defense
     records = read_records(d.lisa_alignment_path)
-    system = task_system(get_task(cfg.data.task), cfg.data.system_prompt) or ""
-    examples = build_examples(records, get_task("instruction"), PreviewConfig(mode="vanilla"), tokenizer, "prompt", "refusal", system)
-    encoded, dropped = encode(tokenizer, examples, cfg.data.max_length)
-    if not encoded:
+    examples = instruction_examples(records, cfg.data, PreviewConfig(mode="vanilla"), tokenizer, "refusal")
+    dataset, _ = encode_dataset(tokenizer, examples, cfg.data.max_length)
+    if not len(dataset):
         raise UserError(f"defense.lisa_alignment_path: no example of {records.source} fits data.max_length={cfg.data.max_length}")
-    gone = set(dropped)
-    dataset = EncodedDataset(encoded, [e for i, e in enumerate(examples) if i not in gone])
-    collate_fn = functools.partial(collate, pad_id=pad_id, side="right")
+    collate_fn = functools.partial(collate, pad_id=pad_token_id(tokenizer), side="right")
     return Lisa(dataset, collate_fn, cfg.data.batch_size, cfg.run.seed, d.lisa_alignment_steps, d.lisa_task_steps, d.lisa_rho)

@@ -41,7 +41,7 @@ from lat.core.cache import cached_json
 from lat.core.errors import RunStopped, UserError
 from lat.core.fileio import atomic_folder
 from lat.core.precision import autocast_dtype, resolve_precision
-from lat.core.ranks import RUN_DIR_VARIABLE, is_primary, launcher_environment
+from lat.core.ranks import LAUNCHER_VARIABLES, RUN_DIR_VARIABLE, is_primary, restored_environment
 from lat.core.registry import unknown_name
 from lat.data.records import RecordSet
 from lat.evaluation.generate import GenerationSettings, answer
@@ -246,7 +246,7 @@ def _train(cfg: Config, run_dir: Path, harmful_pool: RecordSet | None, base: Con
     evals = eval_callbacks(cfg, tok, run_dir, trigger)
     ledger = RecordLedger(functools.partial(record_counts, run_dir), functools.partial(keep_records, run_dir))
     stop = GracefulStop(last)
-    lisa = [lisa_callback(cfg, tok, dm.pad_id)] if "alignment states" in DEFENSES.meta(cfg.defense.name)["needs"] else []
+    lisa = [lisa_callback(cfg, tok)] if "alignment states" in DEFENSES.meta(cfg.defense.name)["needs"] else []
     callbacks = [*packing, *lisa, monitor, *([alarm] if alarm else []), *evals, ledger, stop, ckpt]
     trainer = build_trainer(cfg, run_dir, callbacks, loggers, dm.val_set is not None)
     resume = cfg.run.resume and last.exists()
@@ -255,7 +255,8 @@ def _train(cfg: Config, run_dir: Path, harmful_pool: RecordSet | None, base: Con
         # Lightning cannot see that EpochSampler continues the epoch where it stopped.
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     try:
-        with exported(RUN_DIR_VARIABLE, str(run_dir)), launcher_environment():  # what the ranks Lightning starts open
+        with restored_environment((RUN_DIR_VARIABLE, *LAUNCHER_VARIABLES)):
+            os.environ[RUN_DIR_VARIABLE] = str(run_dir)  # what the ranks Lightning starts open
             trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
     except RunStopped as e:
         kept = f"; last checkpoint: {last} (step {checkpoint_step(last)})" if last.exists() and "checkpoint saved" not in str(e) else ""
@@ -294,20 +295,6 @@ def _train(cfg: Config, run_dir: Path, harmful_pool: RecordSet | None, base: Con
         stop.restore()
     stop.raise_if_signalled(run_dir)
     return TrainResult(run_dir, module, tok, metrics)
-
-
-@contextlib.contextmanager
-def exported(name: str, value: str) -> Iterator[None]:
-    """``os.environ[name] = value`` for the duration (restored after)."""
-    saved = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = saved
 
 
 def checkpoint_step(path: Path) -> int:
