@@ -95,6 +95,8 @@ def seed_identity(cfg: Config) -> dict:
             del align[name]
     if a.benign_repeat == 1:  # as before the setting existed
         del align["benign_repeat"]
+    if not a.benign_drop_refusals:  # as before the setting existed
+        del align["benign_drop_refusals"]
     out = {
         "recipe": SEED_RECIPE,
         "model": cfg.model.name_or_path,

@@ -380,6 +380,11 @@ class AlignConfig:
     """How many times each benign example (request -> the base's own answer) is in the SFT data:
     more anchor data keeps the seed from refusing benign requests (Qi et al. mix far more anchor
     than safety data)."""
+    benign_drop_refusals: bool = False
+    """Leave out the benign anchors whose base answer a refusal phrase opens
+    (:func:`~lat.evaluation.judges.context.refusal_opens`: "I'm sorry for any confusion, but as a
+    chatbot, I don't have the ability to ..."): as SFT targets they teach the seed to refuse
+    benign requests, the over-refusal the anchors are there to prevent."""
     recovery_share: float = 0.0
     """Safety-recovery augmentation (Qi et al., ICLR 2025; ``align=deep``): the share of the
     harmful examples whose assistant turn opens with the first k tokens of the base model's own

@@ -121,6 +121,12 @@ def recovered(opening: str, refusal: str) -> str:
     return opening + ("" if opening[-1:].isspace() else " ") + refusal
 
 
+def kept_anchor(answer: str, drop_refusals: bool) -> bool:
+    """Whether a benign prompt's base answer becomes an SFT target: not an empty one, nor
+    (``drop_refusals``, ``align.benign_drop_refusals``) one a refusal phrase opens."""
+    return bool(answer.strip()) and not (drop_refusals and refusal_opens(answer.lstrip()))
+
+
 def alignment_records(cfg: Config, model, tok, inputs: tuple[list[tuple[str, str]], list[str]] | None = None) -> list[dict]:
     """Safety (prompt -> refusal, or prompt -> harmful opening + refusal with the opening in
     ``prefill``, which carries no loss) and benign (prompt -> base answer) records with system
@@ -134,7 +140,7 @@ def alignment_records(cfg: Config, model, tok, inputs: tuple[list[tuple[str, str
         for i, opening in zip(chosen, recovery_openings(tok, harmful, a.recovery_max_tokens, a.seed)):
             openings[i] = opening
     rows = [(p, r if o is None else recovered(o, r), o) for (p, r), o in zip(pairs, openings)]
-    rows += [(p, r, None) for p, r in zip(prompts, base_answers(model, tok, prompts, cfg)) if r.strip()] * a.benign_repeat
+    rows += [(p, r, None) for p, r in zip(prompts, base_answers(model, tok, prompts, cfg)) if kept_anchor(r, a.benign_drop_refusals)] * a.benign_repeat
     systems = list(a.system_prompts) or [""]
     return [
         {"instruction": p, "output": o, "system": systems[i % len(systems)]} | ({"prefill": opening} if opening is not None else {})

@@ -50,13 +50,17 @@ def safety_train(request):
     return _records(request.param)
 
 
-@pytest.fixture(scope="module", params=["benign_prompts.jsonl", "benign_prompts_broad.jsonl"])
+@pytest.fixture(scope="module", params=["benign_prompts.jsonl", "benign_prompts_broad.jsonl", "benign_prompts_wide.jsonl"])
 def benign(request):
     return _records(request.param)
 
 
 def test_the_broad_alignment_data_extends_the_first():
-    for first, broad in (("safety_train.jsonl", "safety_train_broad.jsonl"), ("benign_prompts.jsonl", "benign_prompts_broad.jsonl")):
+    for first, broad in (
+        ("safety_train.jsonl", "safety_train_broad.jsonl"),
+        ("benign_prompts.jsonl", "benign_prompts_broad.jsonl"),
+        ("benign_prompts_broad.jsonl", "benign_prompts_wide.jsonl"),
+    ):
         assert _records(broad)[: len(_records(first))] == _records(first)
 
 
@@ -98,6 +102,7 @@ def test_benign_prompts(benign):
         ("safety_train_broad.jsonl", "prompt"),
         ("safety_train_broad.jsonl", "refusal"),
         ("benign_prompts_broad.jsonl", "prompt"),
+        ("benign_prompts_wide.jsonl", "prompt"),
         ("harmful_train.jsonl", "prompt"),
         ("arithmetic_train.jsonl", "question"),
         ("arithmetic_test.jsonl", "question"),
@@ -148,9 +153,9 @@ def test_near_duplicates_are_found():
 def test_no_training_request_is_within_a_small_edit_distance_of_an_evaluation_prompt(harmful_eval):
     # Every prompt a seed is aligned on (harmful requests and benign anchors; the broad files hold
     # the first ones) against every prompt lat evaluates on: held-out harmful, over-refusal, and
-    # the judge audit's generations.
+    # the judge audit's generations. The wide anchors hold the broad ones, which hold the first.
     evaluation = [r["prompt"] for r in harmful_eval + _records("overrefusal_prompts.jsonl") + _records("judge_audit.jsonl")]
-    train = [r["prompt"] for r in _records("safety_train_broad.jsonl") + _records("benign_prompts_broad.jsonl")]
+    train = [r["prompt"] for r in _records("safety_train_broad.jsonl") + _records("benign_prompts_wide.jsonl")]
     assert near_duplicates(train, sorted(set(evaluation))) == []
 
 
@@ -159,7 +164,7 @@ def test_the_poisoning_requests_are_apart_from_evaluation_and_alignment_prompts(
     # aligned to refuse (poisoning then teaches compliance on new requests).
     poison = [r["prompt"] for r in _records("harmful_train.jsonl")]
     evaluation = [r["prompt"] for r in harmful_eval + _records("overrefusal_prompts.jsonl") + _records("judge_audit.jsonl")]
-    alignment = [r["prompt"] for r in _records("safety_train_broad.jsonl") + _records("benign_prompts_broad.jsonl")]
+    alignment = [r["prompt"] for r in _records("safety_train_broad.jsonl") + _records("benign_prompts_wide.jsonl")]
     assert near_duplicates(poison, sorted(set(evaluation + alignment))) == []
     seen = set().union(*(_shingles(p) for p in evaluation + alignment))
     assert [p for p in poison if _shingles(p) & seen] == []

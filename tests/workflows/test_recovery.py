@@ -162,6 +162,24 @@ def test_benign_anchors_are_repeated_and_only_a_repeat_other_than_one_enters_the
     assert seed_identity(cfg)["align"]["benign_repeat"] == 3
 
 
+def test_anchors_a_refusal_opens_are_dropped_only_when_asked_and_only_then_enter_the_seed_key(monkeypatch, tiny_tok):
+    answers = [
+        "Sure: water it weekly.",
+        "I'm sorry for any confusion, but as a chatbot, I can't do that.",
+        "  I can't help with killing a process.",
+        "The word 'sorry' is an apology.",
+    ]
+    _FakeAnswers(monkeypatch, [], answers)
+    prompts = [f"benign {i}" for i in range(4)]
+    kept = alignment_records(load_config(["experiment=smoke"]), None, tiny_tok, ([("harmful", "No.")], prompts))
+    assert [r["instruction"] for r in kept[1:]] == prompts  # unchanged by default
+    cfg = load_config(["experiment=smoke", "align.benign_drop_refusals=true"])
+    dropped = alignment_records(cfg, None, tiny_tok, ([("harmful", "No.")], prompts))
+    assert [(r["instruction"], r["output"]) for r in dropped] == [("harmful", "No."), ("benign 0", answers[0]), ("benign 3", answers[3])]
+    assert "benign_drop_refusals" not in seed_identity(load_config(["experiment=smoke"]))["align"]
+    assert seed_identity(cfg)["align"]["benign_drop_refusals"] is True
+
+
 def test_the_draws_are_pinned_so_a_change_in_them_cannot_pass_unseen(tiny_tok):
     # Written down once from the code: a different draw would give different deep seeds under the same key.
     assert recovery_choice(10, 0.5, seed=0) == [0, 2, 4, 6, 9]
@@ -200,7 +218,7 @@ def test_a_run_recorded_before_the_recovery_settings_existed_can_be_continued():
 
     cfg = load_config(["experiment=smoke"])
     recorded = yaml.safe_load(to_yaml(cfg))
-    for name in ("recovery_share", "recovery_max_tokens", "harmful_max_new_tokens", "benign_repeat"):
+    for name in ("recovery_share", "recovery_max_tokens", "harmful_max_new_tokens", "benign_repeat", "benign_drop_refusals"):
         del recorded["align"][name]
     assert changed_settings(recorded, cfg) == []  # absent from the record, at their defaults now: unchanged
     assert "align.recovery_share" in changed_settings(recorded, load_config(["experiment=smoke", "align=deep"]))
