@@ -87,16 +87,14 @@ def seed_identity(cfg: Config) -> dict:
     align = dataclasses.asdict(a)
     if answers is None:  # as align.precision: nothing more to record
         del align["answer_precision"]
-    for name, unset in (("precision", "32-true"), ("dtype", cfg.model.dtype), ("attn_implementation", None)):
+    # At these values a setting is not recorded: as before it existed, so cached seeds keep their key.
+    unset_values = (("precision", "32-true"), ("dtype", cfg.model.dtype), ("attn_implementation", None), ("benign_repeat", 1), ("benign_drop_refusals", False))
+    for name, unset in unset_values:
         if align[name] == unset:
             del align[name]
     if not a.recovery_share:  # no safety-recovery augmentation: seeds cached before it keep their key
         for name in ("recovery_share", "recovery_max_tokens", "harmful_max_new_tokens"):
             del align[name]
-    if a.benign_repeat == 1:  # as before the setting existed
-        del align["benign_repeat"]
-    if not a.benign_drop_refusals:  # as before the setting existed
-        del align["benign_drop_refusals"]
     out = {
         "recipe": SEED_RECIPE,
         "model": cfg.model.name_or_path,
