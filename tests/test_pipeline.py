@@ -87,6 +87,11 @@ def test_lat_align_reports_base_and_seed(tmp_path, cache, capsys):
     path = seed_folder(load_config(["experiment=smoke"])) / "report.json"
     report = json.loads(path.read_text())
     assert set(report) == {"base", "seed", "settings"} and "safety/jsr@3" in report["seed"]
+    for name in ("base", "seed"):  # the generations behind each column, as a run's samples.jsonl
+        lines = (path.parent / "report_samples" / f"{name}.jsonl").read_text().splitlines()
+        records = [json.loads(line) for line in lines]
+        assert records and all("response" in r for r in records)
+        assert {r["metric"] for r in records} >= {"rsr", "jsr@3"}
     stamp = path.stat().st_mtime_ns
     assert main(["align", "experiment=smoke"]) == 0  # second call: read from the report, no re-evaluation
     assert path.stat().st_mtime_ns == stamp

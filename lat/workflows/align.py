@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lat.config import Config
 from lat.config.identity import seed_report_key
-from lat.core.fileio import write_json
+from lat.core.fileio import write_json, write_text
 from lat.models.loading import load_for_eval
 from lat.workflows.check import check_config
 from lat.workflows.common import build_evaluator
@@ -18,6 +18,9 @@ from lat.workflows.seed import build_seed
 def report_seed(cfg: Config) -> tuple[Path, dict]:
     """Build the seed if needed; evaluate the base and the seed, kept in ``<seed>/report.json``
     with what it was measured under (:func:`seed_report_key`) and measured again when that differs.
+    Their generations go to ``<seed>/report_samples/{base,seed}.jsonl`` (the records of a run's
+    ``samples.jsonl``), so a recipe can be read and re-judged (``lat judge``) without generating
+    again.
 
     Returns:
         (seed folder, ``{"base": metrics, "seed": metrics}``).
@@ -31,9 +34,13 @@ def report_seed(cfg: Config) -> tuple[Path, dict]:
             return folder, {k: cached[k] for k in ("base", "seed")}
     seed = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name_or_path=str(folder), adapter_path=None))
     evaluator = build_evaluator(seed)
-    out = {}
+    out, samples = {}, {}
     for name, model_cfg in (("base", cfg), ("seed", seed)):
         model, tok = load_for_eval(model_cfg.model, model_cfg.run.seed)
-        out[name] = {**evaluator.safety(model, tok, progress=True)[0], **evaluator.utility(model, tok, progress=True)[0]}
+        sm, ss = evaluator.safety(model, tok, progress=True)
+        um, us = evaluator.utility(model, tok, progress=True)
+        out[name], samples[name] = {**sm, **um}, ss + us
+    for name, records in samples.items():
+        write_text(folder / "report_samples" / f"{name}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     write_json(report, {**out, "settings": settings})
     return folder, out
