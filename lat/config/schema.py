@@ -416,7 +416,9 @@ class AlignConfig:
     """Precision of the safety SFT (as ``train.precision``)."""
     answer_precision: Optional[str] = None
     """Precision of the base model's own answers (benign and harmful) (generation; ``auto``: bf16 autocast where the
-    device multiplies bf16 natively); None = as ``align.precision``."""
+    device multiplies bf16 natively); None = as ``align.precision``. bf16 answers (and so the seed
+    trained on them) depend on the thread count, which the seed's key does not record; fp32 ones
+    did not in the project's measurement (experiments/RESULTS.md)."""
     dtype: Optional[str] = None
     """Storage dtype of the frozen base weights during the safety SFT (``float32``, ``bfloat16``,
     ``float16``, or ``auto``: bfloat16 where the device multiplies bf16 natively, else as

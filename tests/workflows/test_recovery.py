@@ -141,6 +141,14 @@ def test_only_a_deep_seed_records_the_recovery_settings_so_shallow_seeds_keep_th
     assert json.dumps(k, sort_keys=True) != json.dumps(deep, sort_keys=True)
 
 
+def test_the_deep_seed_generates_the_bases_answers_in_fp32_wherever_it_runs(monkeypatch):
+    from lat.core import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda accelerator="auto": True)  # as on an AMX CPU
+    a = load_config(["experiment=smoke", "align=deep"]).align
+    assert precision.autocast_dtype(a.answer_precision or a.precision) is None
+
+
 def test_a_recovery_share_outside_0_1_fails_when_the_config_is_resolved():
     with pytest.raises(UserError, match=r"align.recovery_share: must be in \[0, 1\], got 1.5"):
         load_config(["align.recovery_share=1.5"])
