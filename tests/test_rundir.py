@@ -96,3 +96,19 @@ def test_the_last_evaluation_is_a_defenses_where_one_followed_at_the_same_step(t
     assert last_evaluation_rows(path) == [rows[2]]
     path.write_text("".join(_json.dumps(r) + "\n" for r in rows[:2]))
     assert last_evaluation_rows(path) == [rows[1]]
+
+
+def test_files_and_folders_written_atomically_get_the_umasks_modes_not_the_temporary_ones(tmp_path):
+    import os
+
+    from lat.core.fileio import atomic_folder, write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_folder(tmp_path / "seed") as folder:
+            (folder / "model.bin").write_bytes(b"0")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644  # a shared cache stays readable
+    assert (tmp_path / "seed").stat().st_mode & 0o777 == 0o755
