@@ -8,7 +8,8 @@ from pathlib import Path
 
 from lat.config import Config
 from lat.config.identity import seed_report_key
-from lat.core.fileio import write_json, write_text
+from lat.core.fileio import write_json
+from lat.data.records import write_records
 from lat.models.loading import load_for_eval
 from lat.workflows.check import check_config
 from lat.workflows.common import build_evaluator
@@ -41,6 +42,6 @@ def report_seed(cfg: Config) -> tuple[Path, dict]:
         um, us = evaluator.utility(model, tok, progress=True)
         out[name], samples[name] = {**sm, **um}, ss + us
     for name, records in samples.items():
-        write_text(folder / "report_samples" / f"{name}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        write_records(folder / "report_samples" / f"{name}.jsonl", records)
     write_json(report, {**out, "settings": settings})
     return folder, out
