@@ -34,7 +34,7 @@ from pathlib import Path
 
 from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
-from lat.config import Config, DataConfig, DefenseConfig, LoraConfig, ModelConfig, PreviewConfig, TrainConfig
+from lat.config import AlignConfig, Config, DataConfig, DefenseConfig, LoraConfig, ModelConfig, PreviewConfig, TrainConfig
 from lat.config.identity import benign_answers_key, harmful_answers_key, seed_identity, seed_key, sft_dtype
 from lat.core.cache import cache_root, cached_json, ensure_folder, is_complete
 from lat.core.fileio import write_json
@@ -61,12 +61,18 @@ def seed_folder(cfg: Config) -> Path:
     return cache_root() / "seeds" / seed_key(cfg)
 
 
+def answer_autocast(a: AlignConfig) -> str | None:
+    """The autocast dtype the base model's own answers are generated under (``align.answer_precision``,
+    else ``align.precision``); None = the model's own dtype."""
+    return autocast_dtype(a.answer_precision or a.precision, setting="align.answer_precision" if a.answer_precision else "align.precision")
+
+
 def base_answers(model, tok, prompts: list[str], cfg: Config, harmful: bool = False) -> list[str]:
     """The base model's own greedy answers to the seed SFT's benign prompts, or (``harmful``) to
     its harmful requests (with its start adapter merged, if any; cached by model, adapter, prompts
     and length)."""
     a = cfg.align
-    cast = autocast_dtype(a.answer_precision or a.precision, setting="align.answer_precision" if a.answer_precision else "align.precision")
+    cast = answer_autocast(a)
     key = (harmful_answers_key if harmful else benign_answers_key)(cfg, prompts, cast)
     tokens = a.harmful_max_new_tokens if harmful else a.benign_max_new_tokens
     settings = GenerationSettings(max_new_tokens=tokens, batch_size=cfg.eval.batch_size, progress=True, autocast=cast)

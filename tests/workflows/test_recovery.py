@@ -143,10 +143,11 @@ def test_only_a_deep_seed_records_the_recovery_settings_so_shallow_seeds_keep_th
 
 def test_the_deep_seed_generates_the_bases_answers_in_fp32_wherever_it_runs(monkeypatch):
     from lat.core import precision
+    from lat.workflows.seed import answer_autocast
 
     monkeypatch.setattr(precision, "native_bf16", lambda accelerator="auto": True)  # as on an AMX CPU
-    a = load_config(["experiment=smoke", "align=deep"]).align
-    assert precision.autocast_dtype(a.answer_precision or a.precision) is None
+    assert answer_autocast(load_config(["experiment=smoke", "align=deep"]).align) is None
+    assert answer_autocast(load_config(["experiment=smoke", "align=deep", "align.answer_precision=auto"]).align) == "bfloat16"
 
 
 def test_a_recovery_share_outside_0_1_fails_when_the_config_is_resolved():
