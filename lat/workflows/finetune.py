@@ -52,7 +52,7 @@ from lat.models.scoring import answer_token_losses
 from lat.runs.folder import environment, finished, keep_records, record_counts, record_eval, run_folder, run_name, update_metrics
 from lat.workflows.common import build_datamodule, build_evaluator
 from lat.workflows.defend import backdoor_examples, backdoor_trigger, defend, lisa_callback, triggered_evaluator
-from lat.workflows.launch import check_launch, devices_setting
+from lat.workflows.launch import check_launch, distribution_args
 
 
 def _csv_version(run_dir: Path) -> str:
@@ -110,10 +110,7 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list, loggers: list[Log
         return L.Trainer(
             max_epochs=t.epochs,
             max_steps=t.max_steps,
-            accelerator=t.accelerator,
-            devices=devices_setting(t.devices),
-            num_nodes=t.num_nodes,
-            strategy=t.strategy,
+            **distribution_args(t),
             precision=resolve_precision(t.precision, t.accelerator),
             accumulate_grad_batches=t.accumulate_grad_batches,
             gradient_clip_val=t.gradient_clip_val or None,

@@ -43,6 +43,13 @@ def devices_setting(value: str) -> str | int | list[int]:
     return int(value)
 
 
+def distribution_args(t: TrainConfig) -> dict:
+    """The Trainer arguments that say where and across how many processes a run trains (``train``'s
+    accelerator, devices, nodes and strategy): the launch check and the run's Trainer both take them
+    from here, so the check tests the Trainer the run builds."""
+    return {"accelerator": t.accelerator, "devices": devices_setting(t.devices), "num_nodes": t.num_nodes, "strategy": t.strategy}
+
+
 def _strategy_names() -> list[str]:
     from lightning.pytorch.strategies import StrategyRegistry
 
@@ -139,10 +146,7 @@ def check_launch(t: TrainConfig) -> int:
 
     try:
         trainer = L.Trainer(
-            accelerator=t.accelerator,
-            devices=devices_setting(t.devices),
-            num_nodes=t.num_nodes,
-            strategy=t.strategy,
+            **distribution_args(t),
             logger=False,
             enable_checkpointing=False,
             enable_progress_bar=False,
