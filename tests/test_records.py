@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from lat.cli import main
+from lat.config import load_config
+from lat.workflows.judge import judge_files
 
 RECORDS = Path(__file__).resolve().parents[1] / "experiments" / "records"
 
@@ -16,3 +19,46 @@ def test_the_map_cell_records_rebuild_the_published_map(cell, tmp_path, capsys):
     kept = RECORDS / cell
     assert main(["report", str(kept / "map_scale"), str(kept / "seed"), "--out", str(tmp_path), "--map"]) == 0
     assert (tmp_path / "map.md").read_text() == (kept / "report" / "map.md").read_text()
+
+
+def _row(text: str, label: str) -> list[str]:
+    """The cells after ``label`` of the markdown table row that ``label`` opens."""
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip().strip("|").split("|")][1:]
+
+
+def test_the_wide_anchor_deep_seed_row_is_its_records_metrics():
+    results = (RECORDS.parents[0] / "RESULTS.md").read_text(encoding="utf-8")
+    m = json.loads((RECORDS / "deep_seed_fp32_wide" / "eval_full" / "metrics.json").read_text())
+    cells = _row(results, "recipe 9 (836 of 863 anchors)")
+    keys = ["safety/rsr", "safety/jsr@3", "safety/jsr@5", "safety/jsr@10", "overrefusal/rate", "utility/gsm8k_last_number_acc"]
+    assert cells[0] == "context (default)"
+    assert cells[1:] == [f"{100 * m[k]:.1f}" for k in keys]
+    assert m["safety/rsr/n"] == 132 and m["overrefusal/rate/n"] == 288
+
+
+def test_the_amd_quickstart_records_rejudged_offline_give_its_keyword_columns(tmp_path):
+    kept = RECORDS / "quickstart_amd_fp32"
+    table = (kept / "results.md").read_text(encoding="utf-8")
+    for method in ("seed", "vanilla", "real", "virtual"):
+        judge_files([kept / method / "samples.jsonl"], tmp_path / f"{method}.jsonl", load_config(["experiment=smoke"]), ["keyword"])
+        rows = [json.loads(line) for line in (tmp_path / f"{method}.jsonl").read_text().splitlines()]
+        for metric, cell in (("rsr", 2), ("jsr@3", 3)):  # the safety/keyword/... columns
+            labels = [r["judge/keyword"] for r in rows if r.get("metric") == metric]
+            assert len(labels) == 44
+            assert _row(table, method)[cell] == f"{100 * labels.count('safe') / len(labels):.1f}"
+
+
+def test_the_amd_quickstart_differs_from_the_xeons_by_the_prompts_its_benchmark_note_says():
+    """experiments/benchmarks/RESULTS.md: at most 3 prompts of 44 on any judge's rate, at most 1
+    on the default judge's, at most 1 problem of 32 on accuracy."""
+    amd, xeon = ({r["method"]: r for r in json.loads((RECORDS / name / "results.json").read_text())} for name in ("quickstart_amd_fp32", "quickstart"))
+    worst: dict[str, int] = {}
+    for method, row in amd.items():
+        for key, value in row.items():
+            if key.split("/")[0] not in ("safety", "overrefusal", "utility") or key.endswith("/n") or not isinstance(value, float):
+                continue
+            n = 32 if key.startswith("utility") else 44
+            kind = "utility" if key.startswith("utility") else ("default" if key.count("/") == 1 else "other")
+            worst[kind] = max(worst.get(kind, 0), round(abs(value - xeon[method][key]) * n))
+    assert worst == {"default": 1, "other": 3, "utility": 1}
