@@ -43,13 +43,14 @@ def test_existing_folder_needs_resume(tmp_path):
         ("x" * 300, r"^run\.name: 300 bytes long; a folder name holds at most 255$"),
     ],
 )
-def test_run_names_are_single_folder_names_and_nothing_is_written(tmp_path, name, message):
-    from tests.conftest import run_lat
+def test_run_names_are_single_folder_names_and_nothing_is_written(tmp_path, name, message, capsys):
+    from lat.cli import main
 
     root = tmp_path / "root"
-    res = run_lat("train", "experiment=smoke", f"run.root={root}", f"run.name={name}")
-    assert res.returncode == 2 and re.match(message, res.stderr.strip().removeprefix("lat: ")), res.stderr
-    assert "Traceback" not in res.stderr and not any(tmp_path.iterdir())  # nothing beside or under run.root
+    code = main(["train", "experiment=smoke", f"run.root={root}", f"run.name={name}"])  # in-process: the CLI's own exit code and stderr
+    err = capsys.readouterr().err
+    assert code == 2 and re.match(message, err.strip().removeprefix("lat: ")), err
+    assert "Traceback" not in err and not any(tmp_path.iterdir())  # nothing beside or under run.root
 
 
 def test_a_run_root_that_is_a_file_is_refused(tmp_path):

@@ -12,7 +12,6 @@ from lat.cli import main
 from lat.config import load_config
 from lat.core.errors import UserError
 from lat.workflows.check import check_config, resolve
-from tests.conftest import run_lat
 
 SMOKE = ["experiment=smoke"]
 
@@ -63,9 +62,10 @@ def test_lat_config_exits_2_with_a_suggestion_without_importing_torch(tmp_path):
     assert took < 30  # a generous bound for a loaded 2-core machine; the point is no model load (no torch)
 
 
-def test_lat_train_with_a_misspelt_name_leaves_no_run_folder(tmp_path):
-    res = run_lat("train", *SMOKE, f"run.root={tmp_path / 'runs'}", "train.loss=cee")
-    assert res.returncode == 2 and "did you mean 'ce'" in res.stderr and "Traceback" not in res.stderr
+def test_lat_train_with_a_misspelt_name_leaves_no_run_folder(tmp_path, capsys):
+    code = main(["train", *SMOKE, f"run.root={tmp_path / 'runs'}", "train.loss=cee"])  # in-process: the CLI's own exit code and stderr
+    err = capsys.readouterr().err
+    assert code == 2 and "did you mean 'ce'" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
 
 
