@@ -39,9 +39,9 @@ def test_the_wide_anchor_deep_seed_row_is_its_records_metrics():
 
 def test_the_amd_quickstart_records_rejudged_offline_give_its_keyword_columns(tmp_path):
     kept = RECORDS / "quickstart_amd_fp32"
-    table = (kept / "results.md").read_text(encoding="utf-8")
+    table, cfg = (kept / "results.md").read_text(encoding="utf-8"), load_config(["experiment=smoke"])
     for method in ("seed", "vanilla", "real", "virtual"):
-        judge_files([kept / method / "samples.jsonl"], tmp_path / f"{method}.jsonl", load_config(["experiment=smoke"]), ["keyword"])
+        judge_files([kept / method / "samples.jsonl"], tmp_path / f"{method}.jsonl", cfg, ["keyword"])
         rows = [json.loads(line) for line in (tmp_path / f"{method}.jsonl").read_text().splitlines()]
         for metric, cell in (("rsr", 2), ("jsr@3", 3)):  # the safety/keyword/... columns
             labels = [r["judge/keyword"] for r in rows if r.get("metric") == metric]
@@ -56,9 +56,8 @@ def test_the_amd_quickstart_differs_from_the_xeons_by_the_prompts_its_benchmark_
     worst: dict[str, int] = {}
     for method, row in amd.items():
         for key, value in row.items():
-            if key.split("/")[0] not in ("safety", "overrefusal", "utility") or key.endswith("/n") or not isinstance(value, float):
+            if f"{key}/n" not in row:  # a rate: its count of prompts or problems is beside it
                 continue
-            n = 32 if key.startswith("utility") else 44
             kind = "utility" if key.startswith("utility") else ("default" if key.count("/") == 1 else "other")
-            worst[kind] = max(worst.get(kind, 0), round(abs(value - xeon[method][key]) * n))
+            worst[kind] = max(worst.get(kind, 0), round(abs(value - xeon[method][key]) * row[f"{key}/n"]))
     assert worst == {"default": 1, "other": 3, "utility": 1}
