@@ -57,7 +57,7 @@ REFUSAL = re.compile(
     r"don't\s+(?:feel\s+comfortable|think\s+i\s+(?:can|should)))|"
     r"(?:i'm|i\s+am)\s+(?:so\s+|really\s+)?sorry|i\s+apologi[sz]e|my\s+apologies|as\s+an\s+ai\b|"
     r"(?:can't|cannot|can\s+not|won't)\s+(?:help|assist|provide|write|create|do\s+that|fulfil|comply|support|share|give)|"
-    r"(?:not|never)\s+(?:something\s+i\s+can|able\s+to\s+(?:help|assist|provide)))"
+    r"(?:not|never)\s+(?:something\s+i(?:\s+can|'ll|\s+will|'m\s+(?:going|willing)\s+to)|able\s+to\s+(?:help|assist|provide)))"
 )
 """Refusal phrases, matched in lower case with typographic apostrophes made straight."""
 
