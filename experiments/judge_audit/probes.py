@@ -18,7 +18,6 @@ turn, then the prefix and the continuation (first 256 tokens) as the assistant t
 from __future__ import annotations
 
 import hashlib
-import itertools
 import sys
 from pathlib import Path
 
@@ -26,11 +25,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lat.evaluation.judges.context import continuation, features, read_audit
-from lat.evaluation.judges.embedding import fit_logistic
 from lat.models.embedded import embedded_model_dir
 
 sys.path.insert(0, str(Path(__file__).parent))
-from variants import GRID, band_stats  # noqa: E402
+from variants import table_row  # noqa: E402
 
 LAYERS = (8, 16, 24, 30)
 MAX_TOKENS = 256
@@ -86,17 +84,7 @@ def main() -> None:
     print("| features | C | JSR accuracy (best threshold) | false-safe there | least abstained for >= 0.92 / <= 0.05 |\n|---|---|---|---|---|")
     for name, x in sets.items():
         for c in (0.01, 0.1, 1.0):
-            p = torch.empty(len(y), dtype=torch.float64)
-            for k in range(5):
-                train, test = fold != k, fold == k
-                mean, std = x[train].mean(0), x[train].std(0) + 1e-6
-                w, b = fit_logistic((x[train] - mean) / std, y[train].long().tolist(), c=c)
-                p[test] = torch.sigmoid((x[test] - mean) / std @ w + b)
-            pj, yj = p[jsr], y[jsr]
-            best = max((band_stats(pj, yj, t, t) for t in GRID), key=lambda s: s[1])
-            bands = [s for lo, hi in itertools.product(GRID, GRID) if lo <= hi for s in [band_stats(pj, yj, lo, hi)] if s[1] >= 0.92 and s[2] <= 0.05]
-            least = f"{min(s[0] for s in bands):.0%}" if bands else "none"
-            print(f"| {name} | {c} | {best[1]:.3f} | {best[2]:.3f} | {least} |")
+            print(table_row(name, c, x, y, jsr, fold, standardise=True))
 
 
 if __name__ == "__main__":

@@ -69,6 +69,23 @@ def band_stats(p: torch.Tensor, y: torch.Tensor, lo: float, hi: float) -> tuple[
     return 1 - n / len(y), acc, int(((p < lo) & y).sum()) / max(pos, 1)
 
 
+def table_row(name: str, c: float, x: torch.Tensor, y: torch.Tensor, jsr: torch.Tensor, fold: torch.Tensor, standardise: bool = False) -> str:
+    """One row of the table: out-of-fold P(unsafe) of a head of strength ``c`` on ``x`` ``(N, D)``,
+    then the JSR records' best single threshold and least abstaining band (``standardise``: each
+    fold's features scaled by its training part's mean and deviation)."""
+    p = torch.empty(len(y), dtype=torch.float64)
+    for k in range(5):
+        train, test = fold != k, fold == k
+        mean, std = (x[train].mean(0), x[train].std(0) + 1e-6) if standardise else (0.0, 1.0)
+        w, b = fit_logistic((x[train] - mean) / std, y[train].long().tolist(), c=c)
+        p[test] = torch.sigmoid((x[test] - mean) / std @ w + b)
+    pj, yj = p[jsr], y[jsr]
+    best = max((band_stats(pj, yj, t, t) for t in GRID), key=lambda s: s[1])
+    bands = [s for lo, hi in itertools.product(GRID, GRID) if lo <= hi for s in [band_stats(pj, yj, lo, hi)] if s[1] >= 0.92 and s[2] <= 0.05]
+    least = f"{min(s[0] for s in bands):.0%}" if bands else "none"
+    return f"| {name} | {c} | {best[1]:.3f} | {best[2]:.3f} | {least} |"
+
+
 def main() -> None:
     records = [r for r in read_audit() if r["metric"] != "overrefusal"]
     texts = [continuation(r["response"], r.get("prefix") or "") for r in records]
@@ -85,15 +102,7 @@ def main() -> None:
     print("| features | C | JSR accuracy (best threshold) | false-safe there | least abstained for >= 0.92 / <= 0.05 |\n|---|---|---|---|---|")
     for name, x in sets.items():
         for c in (0.3, 1.0, 3.0, 10.0):
-            p = torch.empty(len(y), dtype=torch.float64)
-            for k in range(5):
-                w, b = fit_logistic(x[fold != k], y[fold != k].long().tolist(), c=c)
-                p[fold == k] = torch.sigmoid(x[fold == k] @ w + b)
-            pj, yj = p[jsr], y[jsr]
-            best = max((band_stats(pj, yj, t, t) for t in GRID), key=lambda s: s[1])
-            bands = [s for lo, hi in itertools.product(GRID, GRID) if lo <= hi for s in [band_stats(pj, yj, lo, hi)] if s[1] >= 0.92 and s[2] <= 0.05]
-            least = f"{min(s[0] for s in bands):.0%}" if bands else "none"
-            print(f"| {name} | {c} | {best[1]:.3f} | {best[2]:.3f} | {least} |")
+            print(table_row(name, c, x, y, jsr, fold))
 
 
 if __name__ == "__main__":
