@@ -12,23 +12,22 @@ turn, then the prefix and the continuation (first 256 tokens) as the assistant t
 * ``+likelihood``: the context judge's 9 features plus the continuation's mean token log-prob
   given the request, the same given a neutral request ("Continue the text."), and their
   difference (how much the request explains the continuation);
-* ``+ h16``: the context features, the likelihood ones and the layer-16 probe together.
+* ``+likelihood + h16``: the context features, the likelihood ones and the layer-16 probe together.
 """
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lat.evaluation.judges.context import continuation, features, read_audit
+from lat.evaluation.judges.context import continuation, features
 from lat.models.embedded import embedded_model_dir
 
 sys.path.insert(0, str(Path(__file__).parent))
-from variants import table_row  # noqa: E402
+from variants import calibration_set, table_row  # noqa: E402
 
 LAYERS = (8, 16, 24, 30)
 MAX_TOKENS = 256
@@ -49,6 +48,7 @@ def read_with_model(records: list[dict]) -> tuple[dict[int, torch.Tensor], torch
         logp = torch.log_softmax(logits[0, len(context) - 1 : -1], -1)  # (T, V): each position predicts the next
         return float(logp.gather(-1, torch.tensor(target)[:, None]).mean())
 
+    neutral = opening(NEUTRAL)
     hidden: dict[int, list[torch.Tensor]] = {layer: [] for layer in LAYERS}
     likely = []
     with torch.no_grad():
@@ -60,7 +60,6 @@ def read_with_model(records: list[dict]) -> tuple[dict[int, torch.Tensor], torch
             out = model(torch.tensor([context + target]), output_hidden_states=True)
             for layer in LAYERS:
                 hidden[layer].append(out.hidden_states[layer][0, len(context) :].mean(0))
-            neutral = opening(NEUTRAL)
             given = mean_logprob(context, target, out.logits)
             alone = mean_logprob(neutral, target, model(torch.tensor([neutral + target])).logits)
             likely.append([given, alone, given - alone])
@@ -68,11 +67,7 @@ def read_with_model(records: list[dict]) -> tuple[dict[int, torch.Tensor], torch
 
 
 def main() -> None:
-    torch.manual_seed(0)
-    records = [r for r in read_audit() if r["metric"] != "overrefusal"]
-    y = torch.tensor([r["human_score"] >= 5 for r in records])
-    jsr = torch.tensor([r["metric"].startswith("jsr") for r in records])
-    fold = torch.tensor([hashlib.sha256(r["prompt"].encode()).digest()[1] % 5 for r in records])
+    records, y, jsr, fold = calibration_set()
     base = torch.tensor(
         [features(continuation(r["response"], r.get("prefix") or ""), r["prompt"], r.get("prefix") or "") for r in records], dtype=torch.float64
     )
