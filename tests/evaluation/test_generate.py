@@ -7,6 +7,7 @@ import torch
 
 from lat.config import ModelConfig
 from lat.data.tasks import Example
+from lat.evaluation import generate as gen
 from lat.evaluation.generate import GenerationSettings, generate, prefix_ids, prompt_ids
 from lat.models.loading import load_model_and_tokenizer
 
@@ -74,3 +75,67 @@ def test_sampling_is_seeded(tiny):
     a = generate(model, tok, _prompts(tok), s)
     b = generate(model, tok, _prompts(tok), s)
     assert [g.token_ids for g in a] == [g.token_ids for g in b]
+
+
+def _reference(model, tok, prompts, new_tokens, stops):
+    """``model.generate`` on each prompt alone, cut after its first stop token."""
+    out = []
+    for p in prompts:
+        ids = torch.tensor([p])
+        seq = model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False, eos_token_id=stops, pad_token_id=tok.eos_token_id
+        )
+        new = seq[0, len(p) :].tolist()
+        cut = next((i + 1 for i, t in enumerate(new) if t in stops), len(new))
+        out.append(new[:cut])
+    return out
+
+
+def _lora(model):
+    from peft import LoraConfig, get_peft_model
+
+    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", lora_dropout=0.0))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.5)
+    return peft.eval()
+
+
+@pytest.mark.parametrize("adapter", [False, True])
+def test_own_greedy_loop_equals_generate_with_rows_leaving_the_batch(adapter):
+    """The loop that encodes the shared system turn once and drops finished rows gives, row for
+    row, the tokens ``model.generate`` gives each prompt alone (a LoRA adapter unmerged too)."""
+    model, tok = load_model_and_tokenizer(ModelConfig(name_or_path="tiny"), seed=3)
+    model = _lora(model) if adapter else model.eval()
+    assert gen.plain_greedy(model)
+    prompts = _prompts(tok)
+    assert gen.shared_head(prompts) > 5  # the system turn
+    free = _reference(model, tok, prompts, 10, [tok.eos_token_id])
+    # stop on tokens some rows emit early and others late, so rows leave the batch at different steps
+    stops = sorted({tok.eos_token_id, free[0][2], free[3][6]})
+    expected = _reference(model, tok, prompts, 10, stops)
+    assert len({len(e) for e in expected}) > 1
+    model.generation_config.eos_token_id = stops
+    try:
+        got = generate(model, tok, prompts, GenerationSettings(max_new_tokens=10, batch_size=4))
+    finally:
+        model.generation_config.eos_token_id = tok.eos_token_id
+    assert [g.token_ids for g in got] == expected
+    assert [g.stopped for g in got] == [e[-1] in stops for e in expected]
+
+
+def test_shared_head_leaves_every_row_a_token_of_its_own():
+    assert gen.shared_head([[1, 2, 3], [1, 2, 3]]) == 2
+    assert gen.shared_head([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert gen.shared_head([[7, 2], [1, 2]]) == 0
+
+
+def test_a_generation_config_with_a_penalty_goes_to_generate(tiny, monkeypatch):
+    model, tok = tiny
+    monkeypatch.setattr(gen, "_greedy", lambda *a, **k: pytest.fail("own loop used"))
+    monkeypatch.setattr(model.generation_config, "repetition_penalty", 1.3)
+    assert not gen.plain_greedy(model)
+    (g,) = generate(model, tok, _prompts(tok)[:1], GenerationSettings(max_new_tokens=6))
+    assert g.token_ids == _reference(model, tok, _prompts(tok)[:1], 6, [tok.eos_token_id])[0]
