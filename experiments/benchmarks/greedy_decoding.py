@@ -5,7 +5,7 @@ harmful prefill for JSR@3, 44 over-refusal prompts, all with 32 new tokens; 32 a
 problems with 80), one batch each as the quickstart runs them, with the embedded
 SmolLM2-135M-Instruct and, with ``--lora``, the same model with a LoRA adapter (r = 8 on every
 linear layer, B drawn at random so the adapter changes the outputs) unmerged, as a fine-tuned
-method is evaluated. Both decoders run in one process on one model, alternating, ``--repeats``
+method is evaluated. Both decoders (``model.generate`` and lat's loop) run in one process on one model, alternating, ``--repeats``
 times; the median wall time is reported and the new tokens of the two must be identical.
 
     python experiments/benchmarks/greedy_decoding.py --repeats 3 --lora
@@ -21,6 +21,7 @@ import time
 import torch
 
 from lat.config import ModelConfig
+from lat.data.chat import pad_token_id
 from lat.data.records import read_records
 from lat.data.tasks import Example
 from lat.evaluation import generate as gen
@@ -42,8 +43,8 @@ def prompt_sets(tok) -> dict[str, tuple[list[list[int]], int]]:
 def with_lora(model):
     from peft import LoraConfig, get_peft_model
 
+    torch.manual_seed(0)  # before the adapter's A is drawn, so both of its factors are seeded
     peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", lora_dropout=0.0))
-    torch.manual_seed(0)
     with torch.no_grad():
         for name, p in peft.named_parameters():
             if "lora_B" in name:
@@ -51,17 +52,17 @@ def with_lora(model):
     return peft.eval()
 
 
+@torch.no_grad()
 def timed(model, tok, sets, decode) -> tuple[float, dict[str, list[list[int]]]]:
-    """Wall time of generating every set with ``decode`` as the decoder, and the new tokens."""
-    original = gen._greedy
-    gen._greedy = decode  # the decoder generate() picks for greedy settings
-    try:
-        start, out = time.perf_counter(), {}
-        for name, (prompts, new) in sets.items():
-            out[name] = [g.token_ids for g in gen.generate(model, tok, prompts, gen.GenerationSettings(max_new_tokens=new, batch_size=44))]
-        return time.perf_counter() - start, out
-    finally:
-        gen._greedy = original
+    """Wall time of decoding every set in one batch with ``decode`` (``_library`` or ``_greedy``,
+    the two decoders :func:`lat.evaluation.generate.generate` chooses between), and the new tokens
+    up to each row's stop token."""
+    pad, stops = pad_token_id(tok), gen.stop_ids(model, tok)
+    start, out = time.perf_counter(), {}
+    for name, (prompts, new) in sets.items():
+        rows = decode(model, [list(p) for p in prompts], pad, stops, gen.GenerationSettings(max_new_tokens=new), torch.device("cpu"))
+        out[name] = [gen._trim(r, set(stops))[0] for r in rows]
+    return time.perf_counter() - start, out
 
 
 def main() -> None:
