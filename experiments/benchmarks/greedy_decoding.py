@@ -7,8 +7,13 @@ SmolLM2-135M-Instruct and, with ``--lora``, the same model with a LoRA adapter (
 linear layer, B drawn at random so the adapter changes the outputs) unmerged, as a fine-tuned
 method is evaluated. Both decoders (``model.generate`` and lat's loop) run in one process on one model, alternating, ``--repeats``
 times; the median wall time is reported and the new tokens of the two must be identical.
+``--merged`` (implies ``--lora``) instead times lat's loop on the adapter unmerged against the same loop
+with the adapter merged into the base weights (``eval.merge_lora``, the default since it was
+measured), alternating, and counts the rows whose tokens differ (a merged product rounds
+differently, so a near tie may flip).
 
     python experiments/benchmarks/greedy_decoding.py --repeats 3 --lora
+    python experiments/benchmarks/greedy_decoding.py --repeats 3 --lora --merged --model ~/.cache/lat/seeds/<key>
     python experiments/benchmarks/greedy_decoding.py --repeats 3 --model ~/.cache/lat/seeds/<key>   # a seed that refuses
 """
 
@@ -26,6 +31,7 @@ from lat.data.records import read_records
 from lat.data.tasks import Example
 from lat.evaluation import generate as gen
 from lat.models.loading import load_model_and_tokenizer
+from lat.models.merging import merged_lora
 
 
 def prompt_sets(tok) -> dict[str, tuple[list[list[int]], int]]:
@@ -69,12 +75,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--lora", action="store_true", help="also time the model with an unmerged LoRA adapter")
+    ap.add_argument("--merged", action="store_true", help="only lat's loop on the LoRA model, its adapter unmerged vs merged")
     ap.add_argument("--model", default="embedded", help="model.name_or_path (default: the embedded model)")
     args = ap.parse_args()
     base, tok = load_model_and_tokenizer(ModelConfig(name_or_path=args.model))
     base.eval()
     sets = prompt_sets(tok)
     print(f"{args.model}, threads {torch.get_num_threads()}; prompts per set: " + ", ".join(f"{k} {len(v[0])} x {v[1]} new" for k, v in sets.items()))
+    if args.merged:
+        compare_merged(with_lora(base), tok, sets, args.repeats)
+        return
     # the adapter is injected into the model in place, so it is built after the plain model is timed
     models = {"plain": lambda: base} | ({"lora": lambda: with_lora(base)} if args.lora else {})
     for label, build in models.items():
@@ -95,6 +105,22 @@ def main() -> None:
             for name in sets:
                 diff = sum(x != y for x, y in zip(lib[name], mine[name]))
                 print(f"  {name}: {diff} of {len(lib[name])} rows differ")
+
+
+def compare_merged(model, tok, sets, repeats: int) -> None:
+    """lat's loop on the unmerged adapter vs the same loop with it merged, alternating."""
+    times: dict[str, list[float]] = {"unmerged": [], "merged": []}
+    for _ in range(repeats):
+        t_un, unmerged = timed(model, tok, sets, gen._greedy)
+        start = time.perf_counter()
+        with merged_lora(model) as layers:
+            _, merged = timed(model, tok, sets, gen._greedy)
+        times["unmerged"].append(t_un)
+        times["merged"].append(time.perf_counter() - start)  # the merge and the restore included
+    a, b = statistics.median(times["unmerged"]), statistics.median(times["merged"])
+    runs = "; ".join(f"{k} " + ", ".join(f"{t:.1f}" for t in v) for k, v in times.items())
+    diff = {name: sum(x != y for x, y in zip(unmerged[name], merged[name])) for name in sets}
+    print(f"lora, lat's loop: unmerged {a:.1f} s, merged ({layers} layers) {b:.1f} s, ratio {b / a:.2f} ({runs}); rows that differ: {diff}")
 
 
 if __name__ == "__main__":

@@ -286,6 +286,12 @@ class EvalConfig:
     precision: Optional[str] = None
     """Precision of evaluation generation, as ``train.precision`` (``auto``: bf16 autocast where
     the device multiplies bf16 natively); None = as ``train.precision``."""
+    merge_lora: bool = True
+    """Merge the LoRA adapters into the base weights while the evaluation generates (the base
+    weights are copied before and restored bit for bit after): each decoding step then runs one
+    product per layer instead of three. The same function in other floating-point order, so a
+    greedy token may differ where two logits nearly tie; False = generate with the adapters
+    unmerged."""
     jsr_k: List[int] = field(default_factory=lambda: [3])
     """Prefilled harmful-answer tokens for the jailbreak safe rate (JSR@k)."""
     max_new_tokens: int = 64

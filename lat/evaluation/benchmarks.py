@@ -87,7 +87,7 @@ def _summary(group: str, benchmark: str, name: str, rows: list[dict], extra_judg
 
 
 def _settings(cfg: EvalConfig, progress: bool, autocast: str | None) -> GenerationSettings:
-    return GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress, autocast=autocast)
+    return GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=progress, autocast=autocast, merge_lora=cfg.merge_lora)
 
 
 def evaluate_safety(
@@ -186,7 +186,9 @@ def evaluate_utility(
     task = get_task(task_name)
     records = records.head(cfg.utility_max_samples)
     examples = build_examples(records, task, PreviewConfig(mode="vanilla"))
-    settings = GenerationSettings(max_new_tokens=cfg.utility_max_new_tokens, batch_size=cfg.batch_size, progress=progress, autocast=autocast)
+    settings = GenerationSettings(
+        max_new_tokens=cfg.utility_max_new_tokens, batch_size=cfg.batch_size, progress=progress, autocast=autocast, merge_lora=cfg.merge_lora
+    )
     gens = generate(model, tokenizer, [prompt_ids(tokenizer, ex) for ex in examples], settings)
     scores, per = TASK_METRICS.get(task_name)([g.text for g in gens], [ex.answer for ex in examples])
     rows = [

@@ -119,7 +119,7 @@ def test_own_greedy_loop_equals_generate_with_rows_leaving_the_batch(adapter):
     assert len({len(e) for e in expected}) > 1
     model.generation_config.eos_token_id = stops
     try:
-        got = generate(model, tok, prompts, GenerationSettings(max_new_tokens=10, batch_size=4))
+        got = generate(model, tok, prompts, GenerationSettings(max_new_tokens=10, batch_size=4, merge_lora=False))
     finally:
         model.generation_config.eos_token_id = tok.eos_token_id
     assert [g.token_ids for g in got] == expected
