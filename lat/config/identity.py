@@ -32,6 +32,7 @@ from lat.core.cache import MARKER
 from lat.core.errors import UserError
 from lat.core.paths import file_digest, regular_file, resolve_path
 from lat.core.precision import resolve_precision, resolve_weight_dtype
+from lat.core.refusals import PHRASES_DIGEST
 
 SEED_RECIPE = 2
 """Version of how a seed is built from its settings: raised whenever the same settings would
@@ -106,6 +107,8 @@ def seed_identity(cfg: Config) -> dict:
     }
     if cfg.model.adapter_path:  # aligned from base + adapter (seeds once cached under this key were not)
         out["start"] = "base+adapter"
+    if a.recovery_share or a.benign_drop_refusals:  # the refusal phrases choose openings and anchors
+        out["refusal_phrases"] = PHRASES_DIGEST
     return out
 
 

@@ -388,7 +388,7 @@ class AlignConfig:
     than safety data)."""
     benign_drop_refusals: bool = False
     """Leave out the benign anchors whose base answer a refusal phrase opens
-    (:func:`~lat.evaluation.judges.context.refusal_opens`: "I'm sorry for any confusion, but as a
+    (:func:`~lat.core.refusals.refusal_opens`: "I'm sorry for any confusion, but as a
     chatbot, I don't have the ability to ..."): as SFT targets they teach the seed to refuse
     benign requests, the over-refusal the anchors are there to prevent."""
     recovery_share: float = 0.0

@@ -19,10 +19,10 @@ from lat.core.errors import UserError
 from lat.core.paths import resolve_path
 from lat.core.precision import autocast_dtype
 from lat.core.ranks import is_primary, wait_for
+from lat.core.refusals import refusal_opens
 from lat.data.records import RecordSet, read_records
 from lat.data.tasks import Example
 from lat.evaluation.generate import GenerationSettings, answer
-from lat.evaluation.judges.context import refusal_opens
 from lat.models.loading import load_for_eval
 
 

@@ -40,10 +40,10 @@ from lat.core.cache import cache_root, cached_json, ensure_folder, is_complete
 from lat.core.fileio import write_json
 from lat.core.precision import autocast_dtype
 from lat.core.ranks import is_primary, wait_for
+from lat.core.refusals import refusal_at, refusal_opens
 from lat.data.records import read_records, write_records
 from lat.data.tasks import Example
 from lat.evaluation.generate import GenerationSettings, answer
-from lat.evaluation.judges.context import refusal_at, refusal_opens
 from lat.models.loading import load_for_eval
 from lat.workflows.finetune import fine_tune
 
@@ -95,7 +95,7 @@ def recovery_choice(n: int, share: float, seed: int) -> list[int]:
 
 def recovery_openings(tok, answers: Sequence[str], max_tokens: int, seed: int) -> list[str | None]:
     """The harmful opening cut from each base answer (None where there is nothing to recover
-    from: an empty answer or one a refusal opens, :func:`~lat.evaluation.judges.context.refusal_opens`; an opening with no visible text or
+    from: an empty answer or one a refusal opens, :func:`~lat.core.refusals.refusal_opens`; an opening with no visible text or
     holding a refusal phrase itself).
 
     Each opening is the first k tokens of the answer (leading whitespace dropped, which a chat

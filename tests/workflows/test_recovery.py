@@ -231,3 +231,15 @@ def test_a_run_recorded_before_the_recovery_settings_existed_can_be_continued():
         del recorded["align"][name]
     assert changed_settings(recorded, cfg) == []  # absent from the record, at their defaults now: unchanged
     assert "align.recovery_share" in changed_settings(recorded, load_config(["experiment=smoke", "align=deep"]))
+
+
+def test_seeds_whose_data_the_refusal_phrases_choose_record_them(monkeypatch):
+    """The phrases pick the recovery openings and the dropped anchors: a deep seed, or one that
+    drops refused anchors, gets a new key when they change; a shallow seed keeps its key."""
+    from lat.config import identity
+
+    shallow, deep, drop = (seed_identity(load_config(["experiment=smoke", *extra])) for extra in ([], ["align=deep"], ["align.benign_drop_refusals=true"]))
+    assert "refusal_phrases" not in shallow and deep["refusal_phrases"] == drop["refusal_phrases"] == identity.PHRASES_DIGEST
+    monkeypatch.setattr(identity, "PHRASES_DIGEST", "changed")
+    assert seed_identity(load_config(["experiment=smoke", "align=deep"])) != deep
+    assert seed_identity(load_config(["experiment=smoke"])) == shallow
