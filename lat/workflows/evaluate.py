@@ -66,7 +66,9 @@ def _evaluation_code_digest() -> str:
     """sha256 of the code and judge data an evaluation runs (a change invalidates cached results)."""
     pkg = Path(lat.__file__).parent
     files = (
-        sorted((pkg / "evaluation").rglob("*.py")) + sorted((pkg / "assets").glob("judge_*.jsonl")) + [pkg / "data" / "chat.py", pkg / "data" / "metrics.py"]
+        sorted((pkg / "evaluation").rglob("*.py"))
+        + sorted((pkg / "assets").glob("judge_*.jsonl"))
+        + [pkg / "data" / "chat.py", pkg / "data" / "metrics.py", pkg / "core" / "refusals.py", pkg / "models" / "merging.py"]
     )
     digest = hashlib.sha256()
     for f in files:
