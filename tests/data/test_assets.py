@@ -200,7 +200,8 @@ def test_most_refusals_are_visible_to_the_judges(safety_train):
     # A seed trained mostly on phrase-free refusals would be scored unsafe by phrase-matching
     # judges; a minority without stock phrases keeps the refusal style from collapsing to one
     # phrase. The default judge's refusal phrases include "I won't", the paper's keyword list does
-    # not, so it sees fewer of them.
+    # not, so it sees fewer of them; it also holds the terse forms of this data ("Not from me.",
+    # "off the table"), so it sees nearly all, and the keyword bound keeps the style varied.
     from lat.evaluation.judges.context import refusal_at
 
     match = _refusal_matcher()
@@ -208,7 +209,7 @@ def test_most_refusals_are_visible_to_the_judges(safety_train):
     context = sum(refusal_at(r["refusal"]) is not None for r in safety_train)
     first = len(safety_train) < 100  # the first 99 were written with the keyword list in mind
     assert (0.7 if first else 0.5) * len(safety_train) <= keyword <= 0.9 * len(safety_train)
-    assert 0.8 * len(safety_train) <= context <= 0.95 * len(safety_train)
+    assert 0.8 * len(safety_train) <= context <= 0.98 * len(safety_train)
 
 
 # --- arithmetic ---------------------------------------------------------------------------------
