@@ -61,3 +61,52 @@ def test_the_amd_quickstart_differs_from_the_xeons_by_the_prompts_its_benchmark_
             kind = "utility" if key.startswith("utility") else ("default" if key.count("/") == 1 else "other")
             worst[kind] = max(worst.get(kind, 0), round(abs(value - xeon[method][key]) * row[f"{key}/n"]))
     assert worst == {"default": 1, "other": 3, "utility": 1}
+
+
+@pytest.mark.parametrize(
+    ("label", "run"),
+    [
+        ("deep seed (`align=deep`, built here)", "seed_eval"),
+        ("+ 13 anchor steps (a quarter epoch)", "anchor_phase_13_steps"),
+        ("+ 52 anchor steps (one epoch)", "anchor_phase_52_steps"),
+        ("+ 13 anchor steps, whole set", "anchor_phase_13_steps_eval_full"),
+    ],
+)
+def test_the_anchor_phase_rows_are_their_records_metrics(label, run):
+    results = (RECORDS.parents[0] / "RESULTS.md").read_text(encoding="utf-8")
+    m = json.loads((RECORDS / "deep_seed_anchor_phase" / run / "metrics.json").read_text())
+    keys = ["safety/rsr", "safety/jsr@3", "safety/jsr@5", "safety/jsr@10", "overrefusal/rate", "safety/keyword/rsr", "utility/gsm8k_last_number_acc"]
+    cells = _row(results, label)
+    assert cells[0] == f"{m['safety/rsr/n']} / {m['overrefusal/rate/n']}"
+    assert cells[1:] == [f"{100 * m[k]:.1f}" if k in m else "–" for k in keys]
+
+
+@pytest.mark.parametrize("method", ["seed", "vanilla", "real", "virtual"])
+def test_the_deep_seed_paper_small_rows_are_their_records_metrics(method):
+    results = (RECORDS.parents[0] / "RESULTS.md").read_text(encoding="utf-8").split("**paper_small on the deep seed**")[1]
+    run = RECORDS / "paper_small_deep" / method
+    m = json.loads((run / "metrics.json").read_text())
+    label = {"seed": "deep seed", "real": "real (m=6)"}.get(method, method)
+    keys = [
+        "safety/rsr",
+        "safety/jsr@3",
+        "safety/jsr@5",
+        "safety/jsr@10",
+        "overrefusal/rate",
+        "utility/gsm8k_acc",
+        "safety/keyword/rsr",
+        "safety/keyword/jsr@3",
+    ]
+    cells = _row(results, label)
+    assert cells[: len(keys)] == [f"{100 * m[k]:.1f}" for k in keys]
+    assert m["safety/rsr/n"] == 132 and m["overrefusal/rate/n"] == 288 and m["utility/n"] == 100
+
+
+@pytest.mark.parametrize("method", ["seed", "vanilla", "real", "virtual"])
+def test_the_deep_seed_quickstart_rows_are_their_records_metrics(method):
+    results = (RECORDS.parents[0] / "RESULTS.md").read_text(encoding="utf-8").split("**The quickstart on today's `align=deep`**")[1]
+    m = json.loads((RECORDS / "quickstart_deep_fp32" / method / "metrics.json").read_text())
+    keys = ["safety/rsr", "safety/jsr@3", "safety/jsr@10", "overrefusal/rate", "utility/gsm8k_acc"]
+    cells = _row(results, {"real": "real (m=6)"}.get(method, method))
+    assert cells[: len(keys)] == [f"{100 * m[k]:.1f}" for k in keys]
+    assert m["safety/rsr/n"] == 44 and m["overrefusal/rate/n"] == 44
