@@ -27,10 +27,20 @@ def _row(text: str, label: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")][1:]
 
 
+def _results(after: str = "") -> str:
+    """experiments/RESULTS.md from the first ``after`` on (the whole file when empty)."""
+    text = (RECORDS.parents[0] / "RESULTS.md").read_text(encoding="utf-8")
+    return text.split(after, 1)[1] if after else text
+
+
+def _percents(m: dict, keys: list[str]) -> list[str]:
+    """The rates ``keys`` of a metrics.json as the tables print them ("–" where absent)."""
+    return [f"{100 * m[k]:.1f}" if k in m else "–" for k in keys]
+
+
 def test_the_wide_anchor_deep_seed_row_is_its_records_metrics():
-    results = (RECORDS.parents[0] / "RESULTS.md").read_text(encoding="utf-8")
     m = json.loads((RECORDS / "deep_seed_fp32_wide" / "eval_full" / "metrics.json").read_text())
-    cells = _row(results, "recipe 9 (836 of 863 anchors)")
+    cells = _row(_results(), "recipe 9 (836 of 863 anchors)")
     keys = ["safety/rsr", "safety/jsr@3", "safety/jsr@5", "safety/jsr@10", "overrefusal/rate", "utility/gsm8k_last_number_acc"]
     assert cells[0] == "context (default)"
     assert cells[1:] == [f"{100 * m[k]:.1f}" for k in keys]
@@ -73,19 +83,16 @@ def test_the_amd_quickstart_differs_from_the_xeons_by_the_prompts_its_benchmark_
     ],
 )
 def test_the_anchor_phase_rows_are_their_records_metrics(label, run):
-    results = (RECORDS.parents[0] / "RESULTS.md").read_text(encoding="utf-8")
     m = json.loads((RECORDS / "deep_seed_anchor_phase" / run / "metrics.json").read_text())
     keys = ["safety/rsr", "safety/jsr@3", "safety/jsr@5", "safety/jsr@10", "overrefusal/rate", "safety/keyword/rsr", "utility/gsm8k_last_number_acc"]
-    cells = _row(results, label)
+    cells = _row(_results(), label)
     assert cells[0] == f"{m['safety/rsr/n']} / {m['overrefusal/rate/n']}"
-    assert cells[1:] == [f"{100 * m[k]:.1f}" if k in m else "–" for k in keys]
+    assert cells[1:] == _percents(m, keys)
 
 
 @pytest.mark.parametrize("method", ["seed", "vanilla", "real", "virtual"])
 def test_the_deep_seed_paper_small_rows_are_their_records_metrics(method):
-    results = (RECORDS.parents[0] / "RESULTS.md").read_text(encoding="utf-8").split("**paper_small on the deep seed**")[1]
-    run = RECORDS / "paper_small_deep" / method
-    m = json.loads((run / "metrics.json").read_text())
+    m = json.loads((RECORDS / "paper_small_deep" / method / "metrics.json").read_text())
     label = {"seed": "deep seed", "real": "real (m=6)"}.get(method, method)
     keys = [
         "safety/rsr",
@@ -97,16 +104,15 @@ def test_the_deep_seed_paper_small_rows_are_their_records_metrics(method):
         "safety/keyword/rsr",
         "safety/keyword/jsr@3",
     ]
-    cells = _row(results, label)
+    cells = _row(_results("**paper_small on the deep seed**"), label)
     assert cells[: len(keys)] == [f"{100 * m[k]:.1f}" for k in keys]
     assert m["safety/rsr/n"] == 132 and m["overrefusal/rate/n"] == 288 and m["utility/n"] == 100
 
 
 @pytest.mark.parametrize("method", ["seed", "vanilla", "real", "virtual"])
 def test_the_deep_seed_quickstart_rows_are_their_records_metrics(method):
-    results = (RECORDS.parents[0] / "RESULTS.md").read_text(encoding="utf-8").split("**The quickstart on today's `align=deep`**")[1]
     m = json.loads((RECORDS / "quickstart_deep_fp32" / method / "metrics.json").read_text())
     keys = ["safety/rsr", "safety/jsr@3", "safety/jsr@10", "overrefusal/rate", "utility/gsm8k_acc"]
-    cells = _row(results, {"real": "real (m=6)"}.get(method, method))
+    cells = _row(_results("**The quickstart on today's `align=deep`**"), {"real": "real (m=6)"}.get(method, method))
     assert cells[: len(keys)] == [f"{100 * m[k]:.1f}" for k in keys]
     assert m["safety/rsr/n"] == 44 and m["overrefusal/rate/n"] == 44

@@ -3,8 +3,9 @@
 The probe behind "An anchors-only phase after the deep SFT" in experiments/RESULTS.md: a seed's
 folder keeps the data its safety SFT trained on (``alignment_data.jsonl``, safety examples first,
 ``alignment_stats.json`` counting them); the anchors (benign requests -> the base model's own
-answers) are the records after the safety ones. Those a refusal phrase opens are left out, as
-``align.benign_drop_refusals`` does, so the phase never trains a refusal of a benign request.
+answers) are the records after the safety ones. Those a refusal phrase opens are left out
+(:func:`lat.workflows.seed.kept_anchor`, as ``align.benign_drop_refusals=true``), so the phase never
+trains a refusal of a benign request.
 
     python experiments/deep_seed/anchor_phase.py <seed folder> anchors.jsonl
     lat train experiment=quickstart align=deep train.start_from=seed data.task=instruction \
@@ -18,7 +19,8 @@ import argparse
 import json
 from pathlib import Path
 
-from lat.core.refusals import refusal_opens
+from lat.data.records import write_records
+from lat.workflows.seed import kept_anchor
 
 
 def anchors(seed: Path) -> list[dict]:
@@ -26,7 +28,7 @@ def anchors(seed: Path) -> list[dict]:
     n_safety = json.loads((seed / "alignment_stats.json").read_text())["safety"]
     lines = (seed / "alignment_data.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines[n_safety:]]
-    return [r for r in records if r["output"].strip() and not refusal_opens(r["output"].lstrip())]
+    return [r for r in records if kept_anchor(r["output"], drop_refusals=True)]
 
 
 def main() -> None:
@@ -35,7 +37,7 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="the anchors-only SFT data (jsonl: instruction, output, system)")
     args = parser.parse_args()
     kept = anchors(args.seed)
-    args.out.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+    write_records(args.out, kept)
     print(f"{len(kept)} anchors -> {args.out}")
 
 
