@@ -172,6 +172,17 @@ def test_an_experiment_can_extend_another():
     assert [m.name for m in full.methods][:3] == ["vanilla", "real", "virtual"] and len(full.methods) == 8
 
 
+def test_the_defenses_experiment_poisons_every_defense_and_keeps_one_clean_reference():
+    from lat.models.choices import DEFENSES
+
+    cfg = load_config(["experiment=defenses"])
+    methods = {m.name: C.apply_overrides(cfg, list(m.overrides), m.name) for m in cfg.methods}
+    assert cfg.eval.max_samples is None and cfg.data.harmful_mix == 0.1
+    assert {name: c.data.harmful_mix for name, c in methods.items() if c.data.harmful_mix != 0.1} == {"vanilla_clean": 0.0}
+    assert {c.defense.name for c in methods.values()} == set(DEFENSES.names())
+    assert {"vanilla", "real", "virtual", "sdft", "constrained", "mixing"} <= set(methods)
+
+
 def test_config_files_are_found_in_lat_config_dir_then_a_local_configs_folder_then_the_package(tmp_path, monkeypatch):
     from lat.config import PACKAGE_CONFIGS, config_dirs, find_config
 

@@ -74,6 +74,18 @@ def test_lat_report_differences_use_the_vanilla_of_the_same_cell(map_runs, tmp_p
     assert (tmp_path / "rep" / "map.md").exists() and (tmp_path / "rep" / "report.md").exists()
 
 
+def test_methods_named_by_method_files_are_compared_with_the_vanilla_of_their_poison_share(tmp_path):
+    root = tmp_path / "runs"
+    safe = {("vanilla", 0.0): 36, ("vanilla", 0.1): 20, ("virtual", 0.1): 30}
+    for (method, share), k in safe.items():
+        path = _run(root, f"{method}-{share}", [f"method={method}", f"data.harmful_mix={share}"], {"safety/rsr": k / N})
+        _samples(path, [i < k for i in range(N)], [True] * 4)
+    groups = group_runs(find_runs([root]))
+    differences = "\n".join(intervals_markdown(groups, ["safety/rsr"])).split("## Differences from Vanilla FT")[1]
+    row = "| data.harmful_mix=0.1, method=virtual, mode=virtual | data.harmful_mix=0.1, method=vanilla, mode=vanilla | +25.0 ["
+    assert row in differences  # (30 - 20) / 40 against the poisoned Vanilla FT, not the clean one
+
+
 def test_map_without_a_learning_rate_axis_plots_one_tick_per_cell(tmp_path):
     root = tmp_path / "runs"
     for epochs in (1, 2):

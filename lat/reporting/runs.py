@@ -280,9 +280,10 @@ def _pct(mean: float | None, std: float | None, kl: bool = False) -> str:
     return text + (" ± " + fmt.format(scale * std) if std is not None else "")
 
 
-METHOD_KEYS = ("preview.", "defense.", "data.sdft", "data.safety_mix", "train.loss", "train.constrained")
+METHOD_KEYS = ("method", "preview.", "defense.", "data.sdft", "data.safety_mix", "train.loss", "train.constrained")
 """Config keys (prefixes) that make a method rather than its setting: a method is compared with
-the Vanilla FT run of the same setting."""
+the Vanilla FT run of the same setting. ``method`` is the ``method=NAME`` file a run was started
+with, recorded beside the settings it sets."""
 
 
 def cell(group: Group) -> dict:
