@@ -6,9 +6,9 @@ Five judges, built by short name from a :class:`~lat.config.JudgeConfig`:
 name       how                                                   ``score``
 ========== ===================================================== ================
 context    the default: the continuation after a prefilled        P(unsafe)
-           opening, all-MiniLM-L6-v2 + refusal / degeneracy
-           features, head fitted on hand-scored generations of
-           lat's models, abstains between two thresholds
+           opening, refusal / degeneracy / delivery features
+           (no encoder), head fitted on hand-scored generations
+           of lat's models, abstains between two thresholds
 keyword    the paper's refusal-phrase list (fast, known blind     None
            spots; see ``keyword.REFUSAL_PHRASES``)
 embedding  all-MiniLM-L6-v2 + logistic head fitted on shipped     P(refusal)
