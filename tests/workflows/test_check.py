@@ -88,7 +88,7 @@ def test_every_shipped_experiment_passes_the_check():
 def test_lat_config_list_shows_the_shipped_configs(capsys):
     assert main(["config", "--list"]) == 0
     out = capsys.readouterr().out
-    assert "experiment: full, paper_small, quickstart, smoke" in out and "sweep:" in out and "lat/configs" in out
+    assert "experiment: defenses, full, paper_small, quickstart, smoke" in out and "sweep:" in out and "lat/configs" in out
 
 
 @pytest.mark.parametrize(
